@@ -1,0 +1,8 @@
+#!/usr/bin/env python
+"""Entry point with the original's name and flags; see `python run_gauss_ssDGM_experiments.py --help`."""
+import sys
+
+from stick_breaking_dgms.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main("gauss_ssdgm"))

@@ -1,0 +1,20 @@
+"""Stick-breaking deep generative models (Nalisnick & Smyth, ICLR 2017) on Aesara.
+
+Modules, one idea each:
+
+``backend``         the only import of Aesara (floatX, BLAS, threads)
+``distributions``   Kumaraswamy, Beta and Gaussian: samplers, densities, KL terms
+``stick_breaking``  fractions v -> stick weights pi
+``networks``        dense and residual layers, multi-layer perceptrons
+``latent``          the stochastic layers: stick-breaking and Gaussian latents
+``objectives``      likelihoods and label terms
+``models``          the SB-VAE / Gauss-VAE and the semi-supervised DGMs
+``optimizers``      Adam as an update dictionary
+``datasets``        MNIST and the other data sets of the paper
+``training``        the epoch loop: early stopping, logs, checkpoints, NaN policy
+``checkpoints``     HDF5 checkpoints with integrity checks
+``cli``             the command-line interface of the original scripts
+
+Importing the package does not import Aesara; the modules that build graphs do.
+"""
+__version__ = "0.1.0"

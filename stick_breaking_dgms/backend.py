@@ -1,0 +1,114 @@
+"""The symbolic backend: the only module of the package that imports Aesara.
+
+Everything else does ``from stick_breaking_dgms.backend import at, function, ...``,
+so that swapping Aesara for PyTensor (its maintained fork, same API) touches
+this file alone.
+
+Importing this module configures Aesara before its first import:
+
+* ``floatX`` defaults to ``float32`` (Aesara's own default is float64);
+* ``blas__ldflags`` points at the LP64 OpenBLAS that SciPy's wheel ships, so the
+  compiled graphs call a real ``sgemm``/``dgemm`` instead of Aesara's NumPy C-API
+  fallback (NumPy's own bundled OpenBLAS is ILP64 and cannot be linked);
+* the number of BLAS threads follows ``SBDGM_BLAS_THREADS`` (default 1) and can
+  be changed at run time with :func:`set_blas_threads`.
+
+Settings given by the user in ``AESARA_FLAGS`` always win over these defaults.
+"""
+import ctypes
+import importlib.util
+import os
+
+_BLAS_LIBRARY = None  # path of the OpenBLAS the compiled graphs link against
+
+
+def _scipy_openblas():
+    """Return (directory, file name) of SciPy's bundled OpenBLAS, or None."""
+    spec = importlib.util.find_spec("scipy")
+    if spec is None or spec.origin is None:
+        return None
+    libdir = os.path.join(os.path.dirname(os.path.dirname(spec.origin)), "scipy.libs")
+    if not os.path.isdir(libdir):
+        return None
+    names = sorted(f for f in os.listdir(libdir)
+                   if f.startswith("libopenblas") and f.endswith(".so"))
+    return (libdir, names[0]) if names else None
+
+
+def _user_flags():
+    flags = {}
+    for item in os.environ.get("AESARA_FLAGS", "").split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            flags[key.strip()] = value.strip()
+    return flags
+
+
+def _configure():
+    global _BLAS_LIBRARY
+    user = _user_flags()
+    ours = []
+    if "floatX" not in user:
+        ours.append("floatX=float32")
+    if "blas__ldflags" not in user:
+        found = _scipy_openblas()
+        if found is not None:
+            libdir, name = found
+            # "-l<name>" makes the linker look for "lib<name>.so": the file itself.
+            ours.append(f"blas__ldflags=-L{libdir} -l{name[3:-3]}")
+            _BLAS_LIBRARY = os.path.join(libdir, name)
+    if ours:
+        current = os.environ.get("AESARA_FLAGS", "")
+        os.environ["AESARA_FLAGS"] = ",".join(ours + ([current] if current else []))
+    # OpenBLAS reads this when it is loaded; small matrices are often faster on one thread.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("SBDGM_BLAS_THREADS", "1"))
+
+
+_configure()
+
+import aesara  # noqa: E402
+import aesara.tensor as at  # noqa: E402
+from aesara import config, function, grad, scan, shared  # noqa: E402
+from aesara.compile.sharedvalue import SharedVariable  # noqa: E402
+from aesara.tensor.random.utils import RandomStream  # noqa: E402
+from aesara.tensor.math import softplus, sigmoid  # noqa: E402
+from aesara.tensor.special import softmax  # noqa: E402
+
+__all__ = ["aesara", "at", "config", "function", "grad", "scan", "shared", "SharedVariable",
+           "RandomStream", "softplus", "sigmoid", "softmax", "set_floatX", "floatX",
+           "set_blas_threads", "blas_library", "version"]
+
+version = aesara.__version__
+
+
+def floatX():
+    """The float dtype new graphs and parameters use (``'float32'`` or ``'float64'``)."""
+    return config.floatX
+
+
+def set_floatX(dtype):
+    """Switch the float dtype for graphs and parameters built from now on."""
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"floatX must be 'float32' or 'float64', got {dtype!r}")
+    config.floatX = dtype
+
+
+def blas_library():
+    """Path of the OpenBLAS linked into compiled graphs, or None (NumPy C-API fallback)."""
+    return _BLAS_LIBRARY
+
+
+def set_blas_threads(n):
+    """Set the thread count of the OpenBLAS the compiled graphs use. Returns True if set."""
+    if _BLAS_LIBRARY is None:
+        return False
+    lib = ctypes.CDLL(_BLAS_LIBRARY)
+    lib.openblas_set_num_threads(int(n))
+    return True
+
+
+def configure_blas_threads(threads="auto"):
+    """Set the BLAS thread count (``"auto"``: one); return the count in use."""
+    n = 1 if threads == "auto" else int(threads)
+    set_blas_threads(n)
+    return n

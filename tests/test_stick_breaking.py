@@ -1,0 +1,64 @@
+"""Stick-breaking weights: a valid simplex, the NumPy reference, exact finite gradients."""
+import numpy as np
+import pytest
+
+from stick_breaking_dgms.backend import at, function, grad
+from stick_breaking_dgms.distributions import stick_breaking_weights
+from stick_breaking_dgms.stick_breaking import stick_breaking_expr, stick_breaking_numpy
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_form_a_simplex(dtype):
+    rng = np.random.default_rng(0)
+    v = rng.uniform(size=(200, 49)).astype(dtype)
+    v[0, :5] = 0.0  # edges
+    v[1, 3] = 1.0
+    v[2, :] = 1.0
+    pi = stick_breaking_weights(v)
+    assert pi.shape == (200, 50) and pi.dtype == dtype
+    assert np.all(pi >= 0)
+    np.testing.assert_allclose(pi.sum(axis=1), 1.0, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(pi, stick_breaking_numpy(v), rtol=1e-5 if dtype == np.float32
+                               else 1e-12, atol=1e-7 if dtype == np.float32 else 1e-15)
+    # v = 1 at stick 4 leaves nothing for the sticks after it
+    assert np.all(pi[1, 4:] == 0) and pi[1, 3] > 0
+    assert pi[2, 0] == 1.0
+
+
+def test_first_weight_is_first_fraction_and_last_takes_the_rest():
+    v = np.array([[0.5, 0.5, 0.5]])
+    np.testing.assert_allclose(stick_breaking_weights(v), [[0.5, 0.25, 0.125, 0.125]])
+
+
+def test_rejects_wrong_rank():
+    with pytest.raises(ValueError, match="shape"):
+        stick_breaking_weights(np.ones(3))
+
+
+def _gradient_function():
+    v = at.dmatrix("v")
+    c = at.dmatrix("c")  # weights of a linear functional of pi
+    loss = at.sum(stick_breaking_expr(v) * c)
+    return function([v, c], [loss, grad(loss, v)])
+
+
+def test_gradient_is_exact_including_zero_factors():
+    f = _gradient_function()
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(3, 5))
+    v = rng.uniform(size=(3, 4))
+    v[1, 1] = 1.0  # 1 - v = 0: cumprod's gradient would divide by zero here
+    v[2, 0] = 1.0
+    v[2, 2] = 1.0  # two zero factors
+    v[0, 3] = 0.0
+    _, g = f(v, c)
+    assert np.all(np.isfinite(g))
+    # central differences on the polynomial pi(v) (exact up to rounding)
+    eps = 1e-6
+    numeric = np.zeros_like(v)
+    for idx in np.ndindex(v.shape):
+        vp, vm = v.copy(), v.copy()
+        vp[idx] += eps
+        vm[idx] -= eps
+        numeric[idx] = (f(vp, c)[0] - f(vm, c)[0]) / (2 * eps)
+    np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)

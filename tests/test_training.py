@@ -1,0 +1,99 @@
+"""A short real-MNIST run through the original entry point: learning, logs, checkpoints."""
+import math
+import os
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from stick_breaking_dgms import cli
+from stick_breaking_dgms.checkpoints import read_checkpoint
+from stick_breaking_dgms.runfiles import RunFiles
+
+ARGS = ["--hidden-size", "100", "--max-epoch", "3", "--progress", "never"]
+UNTRAINED_NLL = 784 * math.log(2)  # Bernoulli(0.5) on every pixel
+
+
+def _files(directory):
+    results = [f for f in os.listdir(directory) if "_results_" in f]
+    assert len(results) == 1
+    name = results[0][len("stickBreaking_vae_results_"):-len(".txt")]
+    return RunFiles(str(directory), "stickBreaking_vae", name)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("experiments")
+    code = cli.main("sb_vae", ARGS + ["--experiment-dir", str(directory)])
+    return code, _files(directory)
+
+
+def _epoch_lines(path):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    return [l for l in lines if l.startswith("epoch ")], lines
+
+
+def test_short_run_learns_and_writes_the_log(short_run):
+    code, files = short_run
+    assert code == 0
+    epochs, lines = _epoch_lines(files.results)
+    assert len(epochs) == 3
+    valid = [float(re.search(r"valid error ([0-9.]+)", l).group(1)) for l in epochs]
+    assert valid[0] < UNTRAINED_NLL - 100
+    assert valid[2] < valid[0]
+    assert lines[-1].startswith("Done! best epoch 2, best valid error")
+    assert epochs[0].endswith("***")
+    assert "name" not in files.results  # named from the arguments, as the original
+    assert "hidden_size_100" in files.results and "truncation_level_50" in files.results
+
+
+def test_metrics_file_holds_the_same_numbers(short_run):
+    _, files = short_run
+    epochs, _ = _epoch_lines(files.results)
+    with h5py.File(files.metrics, "r") as f:
+        assert f.attrs["status"] == "finished"
+        assert list(f["epoch"][()]) == [0, 1, 2]
+        for key, pattern in [("train_nll", r"training loss \(NLL\) ([0-9.]+)"),
+                             ("train_kl", r"kl divergence ([0-9.]+)"),
+                             ("valid_score", r"valid error ([0-9.]+)")]:
+            logged = [float(re.search(pattern, l).group(1)) for l in epochs]
+            np.testing.assert_allclose(f[key][()], logged, atol=5e-5)
+        assert np.all(f["valid_neg_elbo"][()] > f["valid_score"][()])
+        assert math.isfinite(f.attrs["test_score"])
+
+
+def test_checkpoint_reloads_to_identical_parameters(short_run, mnist):
+    _, files = short_run
+    groups, meta = read_checkpoint(files.checkpoint, required_groups=("params", "optimizer"))
+    best, best_meta = read_checkpoint(files.best)
+    assert meta["state"]["status"] == "finished" and meta["state"]["epoch"] == 3
+    assert best_meta["best_epoch"] == 2
+    # the last epoch was the best: the saved best and last parameters agree
+    for name, value in best["params"].items():
+        np.testing.assert_array_equal(value, groups["best"][name])
+        np.testing.assert_array_equal(value, groups["params"][name])
+    # a fresh model restored from the checkpoint holds exactly these arrays
+    parser, args = cli.parse_args("sb_vae", ARGS)
+    from stick_breaking_dgms.training import Trainer, rng_states
+    task = cli.build_task("sb_vae", args, mnist.astype("float32"), 1, 2)
+    trainer = Trainer(task, files, {}, 3, 100)
+    trainer.restore(groups, meta)
+    for name, var in task.params.items():
+        np.testing.assert_array_equal(var.get_value(), groups["params"][name])
+        assert var.get_value().dtype == np.float32
+    for name, var in task.optimizer_state.items():
+        np.testing.assert_array_equal(var.get_value(), groups["optimizer"][name])
+    assert rng_states(task.rngs) == meta["rng_states"]
+    assert meta["args"]["seed"] == 1234
+
+
+def test_second_run_with_same_arguments_does_not_overwrite(short_run, tmp_path):
+    _, files = short_run
+    before = open(files.results).read()
+    code = cli.main("sb_vae", ["--hidden-size", "100", "--max-epoch", "1", "--progress",
+                               "never", "--experiment-dir", files.experiment_dir])
+    assert code == 0
+    assert open(files.results).read() == before
+    assert os.path.exists(RunFiles(files.experiment_dir, files.prefix, files.name + "_1").results)
