@@ -10,8 +10,9 @@ Importing this module configures Aesara before its first import:
 * ``blas__ldflags`` points at the LP64 OpenBLAS that SciPy's wheel ships, so the
   compiled graphs call a real ``sgemm``/``dgemm`` instead of Aesara's NumPy C-API
   fallback (NumPy's own bundled OpenBLAS is ILP64 and cannot be linked);
-* the number of BLAS threads follows ``SBDGM_BLAS_THREADS`` (default 1) and can
-  be changed at run time with :func:`set_blas_threads`.
+* the number of BLAS threads starts at ``SBDGM_BLAS_THREADS`` (default 1); the
+  scripts then set it with :func:`configure_blas_threads`, by default to the count
+  measured fastest on this machine.
 
 Settings given by the user in ``AESARA_FLAGS`` always win over these defaults.
 """
@@ -107,8 +108,76 @@ def set_blas_threads(n):
     return True
 
 
+def measure_blas_threads(shape=(100, 784, 500), candidates=None, repeats=30):
+    """Time an sgemm of ``shape`` (m, k, n) with each thread count; return {threads: seconds}.
+
+    Uses SciPy's BLAS wrapper, which calls the same OpenBLAS the compiled graphs link.
+    """
+    import time
+
+    import numpy as np
+    from scipy.linalg.blas import sgemm
+
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((m, k), dtype=np.float32))
+    b = np.asfortranarray(rng.standard_normal((k, n), dtype=np.float32))
+    candidates = candidates or sorted({1, min(2, os.cpu_count() or 1)})
+    timings = {}
+    for _ in range(2):  # interleave, keep the best of two rounds
+        for threads in candidates:
+            set_blas_threads(threads)
+            sgemm(1.0, a, b)
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                sgemm(1.0, a, b)
+                samples.append(time.perf_counter() - start)
+            best = sorted(samples)[len(samples) // 2]
+            timings[threads] = min(timings.get(threads, best), best)
+    return timings
+
+
+def _threads_cache_path():
+    return os.path.join(config.compiledir, "stick_breaking_dgms_blas_threads.json")
+
+
 def configure_blas_threads(threads="auto"):
-    """Set the BLAS thread count (``"auto"``: one); return the count in use."""
-    n = 1 if threads == "auto" else int(threads)
+    """Set the BLAS thread count and return it.
+
+    ``"auto"`` measures one and two threads on the model's matrix shapes once per
+    machine (cached beside Aesara's compiled code) and takes the faster; an integer
+    is used as given.
+    """
+    import json
+    import platform
+
+    if _BLAS_LIBRARY is None:
+        return 1
+    if threads != "auto":
+        set_blas_threads(int(threads))
+        return int(threads)
+    key = f"{platform.node()}|{os.cpu_count()}|{_BLAS_LIBRARY}"
+    path = _threads_cache_path()
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+        n = int(cached[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        timings = measure_blas_threads()
+        n = min(timings, key=timings.get)
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if not isinstance(cached, dict):
+                cached = {}
+        except (OSError, ValueError):
+            cached = {}
+        cached[key] = n
+        from .fileio import write_text
+        try:
+            write_text(path, json.dumps(cached))
+        except OSError:
+            pass  # an unwritable cache only costs a measurement next time
     set_blas_threads(n)
     return n
