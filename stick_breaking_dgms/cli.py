@@ -101,11 +101,14 @@ def build_parser(model):
                     f"with the best validation parameters.",
         epilog="Outputs, in --experiment-dir, named from the sorted arguments as the original "
                f"({spec['prefix']}_results_<args>.txt, _metrics_<args>.h5, "
-               "_checkpoint_<args>.h5, _params_<args>.h5 for the best parameters). Running the "
-               "same command again resumes an unfinished run from its checkpoint; once a run "
-               "has finished, the same command starts a new run with _1, _2, ... appended to "
-               "the name, so no finished run is overwritten. Ctrl-C or SIGTERM saves a "
-               "checkpoint and exits.")
+               "_checkpoint_<args>.h5, _params_<args>.h5 for the best parameters), each "
+               "written to a temporary file and renamed. Running the same command again "
+               "resumes an unfinished run from its checkpoint, exactly as if it had not "
+               "stopped; once a run has finished, the same command starts a new run with _1, "
+               "_2, ... appended to the name, so no finished run is overwritten (nor one that "
+               "another process is writing). Ctrl-C or SIGTERM saves a checkpoint and exits; "
+               "a hard kill loses at most the last --checkpoint-every epochs. A damaged "
+               "checkpoint is refused and the previous one (.prev.h5) used.")
 
     g = p.add_argument_group("Experiment options")
     g.add_argument("--dataset", default="mnist", type=dataset_arg,
@@ -156,8 +159,10 @@ def build_parser(model):
                             "(and gamma = 0.57721); exact: the true digamma. Default: "
                             "%(default)s")
         g.add_argument("--clip-kumaraswamy", type=clip_pair, default=None, metavar="LOW,HIGH",
-                       help="clip the Kumaraswamy parameters a and b to [LOW, HIGH] (off by "
-                            "default, as the original; 0.25,15 is a known remedy for NaNs)")
+                       help="clip the Kumaraswamy parameters a and b to [LOW, HIGH] and floor "
+                            "each stick's KL at 0, where the ten-term series dips below it "
+                            "(off by default, as the original; 0.25,15 is a known remedy "
+                            "for NaNs)")
     if semi:
         g.add_argument("--supervised-weight", type=unit_weight, default=0.375,
                        help="weight w of the labelled cost; the unlabelled cost gets 1 - w. "
@@ -230,11 +235,52 @@ def defaults_of(model):
     return vars(build_parser(model).parse_args([]))
 
 
+class _Terminated(BaseException):
+    """SIGTERM before the training loop started (the Trainer handles it afterwards)."""
+
+
 def main(model, argv=None):
-    """Run one of the four original experiments; return the process exit code."""
+    """Run one of the four original experiments; return the process exit code.
+
+    Ctrl-C or SIGTERM while the data load or the model compiles (before the Trainer
+    takes over the signals) ends the program with a message and exit code 128 + signal
+    number; there is nothing to save yet.
+    """
     spec = MODELS[model]
     parser, args = parse_args(model, argv)
+    import signal
+    import threading
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def terminated(signum, frame):
+            raise _Terminated(signum)
+        previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        return _main(model, spec, parser, args)
+    except (KeyboardInterrupt, _Terminated) as e:
+        signum = e.args[0] if isinstance(e, _Terminated) else int(signal.SIGINT)
+        print(f"\nInterrupted by {signal.Signals(signum).name} before training started; "
+              f"nothing to save.", file=sys.stderr, flush=True)
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _identity_mismatch(ckpt_args, arg_dict, keys):
+    """The run-defining arguments on which a checkpoint and the command disagree."""
+    import json
+    differ = []
+    for key in keys:
+        mine = json.loads(json.dumps(arg_dict.get(key)))  # tuples -> lists, as stored
+        if key not in ckpt_args or ckpt_args[key] != mine:
+            differ.append(f"--{key.replace('_', '-')} {ckpt_args.get(key, '(absent)')!r} "
+                          f"in the checkpoint, {mine!r} in the command")
+    return differ
+
+
+def _main(model, spec, parser, args):
     started = time.time()
     from . import backend
     backend.set_floatX(args.floatX)
@@ -268,7 +314,18 @@ def main(model, argv=None):
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    try:  # the run's lock is held from here on
+        return _train(model, parser, args, data, files, checkpoint, keys + extra, threads,
+                      started, backend)
+    finally:
+        files.lock.release()
 
+
+def _train(model, parser, args, data, files, checkpoint, identity_keys, threads, started,
+           backend):
+    from .checkpoints import CheckpointError
+    from .runfiles import load_latest_checkpoint
+    arg_dict = vars(args)
     model_seed, label_seed = (int(s.generate_state(1)[0])
                               for s in np.random.SeedSequence(args.seed).spawn(2))
     print("... building the model", flush=True)
@@ -281,17 +338,42 @@ def main(model, argv=None):
     meta = {"model": model, "args": {k: v for k, v in arg_dict.items()},
             "package_version": __version__, "aesara_version": backend.version,
             "dataset": data.describe(), "dataset_source": data.source,
-            "latent_size": _latent_size(args)}
+            "latent_size": _latent_size(args), "seed": args.seed,
+            "model_seed": model_seed, "label_seed": label_seed, "blas_threads": threads}
     trainer = Trainer(task, files, meta, args.max_epoch, args.lookahead, args.checkpoint_every,
                       args.on_nan, args.progress)
     if checkpoint is not None:
-        groups, ckpt_meta, path = checkpoint
+        def validate(groups, ckpt_meta, path):
+            ckpt_args = ckpt_meta.get("args")
+            if ckpt_meta.get("model") != model or not isinstance(ckpt_args, dict):
+                raise CheckpointError(f"{path}: not a checkpoint of the {model} model")
+            differ = _identity_mismatch(ckpt_args, arg_dict, identity_keys)
+            if differ:
+                raise CheckpointError(f"{path}: made with other arguments: "
+                                      + "; ".join(differ))
+            trainer.restore(groups, ckpt_meta, path)  # checks shapes, state, streams
+
         try:
-            trainer.restore(groups, ckpt_meta)
-        except (CheckpointError, KeyError, ValueError, TypeError) as e:
-            print(f"error: cannot resume from {path}: {e}", file=sys.stderr)
+            checkpoint = load_latest_checkpoint(
+                files, lambda m: print(m, file=sys.stderr, flush=True), validate)
+        except CheckpointError as e:
+            print(f"error: cannot resume: {e}", file=sys.stderr)
             return 1
-        print(f"Resuming {files.results} at epoch {trainer.state.epoch}, batch "
+    if checkpoint is not None:
+        _, ckpt_meta, path = checkpoint
+        saved_threads = ckpt_meta.get("blas_threads")
+        if isinstance(saved_threads, int) and saved_threads != threads:
+            if args.blas_threads == "auto":
+                # The thread count changes the matrix products' last bits: keep the run's.
+                backend.set_blas_threads(saved_threads)
+                meta["blas_threads"] = threads = saved_threads
+                print(f"Using {threads} BLAS thread{'s' if threads != 1 else ''} as the run "
+                      f"did before (bit-identical results)", flush=True)
+            else:
+                print(f"warning: the run used {saved_threads} BLAS threads, now "
+                      f"{threads}: results are no longer bit-identical to an uninterrupted "
+                      f"run", file=sys.stderr, flush=True)
+        print(f"Resuming {files.results} from {path} at epoch {trainer.state.epoch}, batch "
               f"{trainer.state.batch}", flush=True)
         for line in trainer.state.lines:
             print(line, flush=True)
@@ -302,9 +384,11 @@ def main(model, argv=None):
     return trainer.run()
 
 
-def build_task(model, args, data, model_seed, label_seed):
-    """The model and its compiled training task for parsed arguments."""
-    from .experiments import SemiSupervisedTask, VAETask
+def build_model(model, args, n_in, likelihood, model_seed):
+    """The (uncompiled) network for parsed arguments: a VAE or a SemiSupervisedDGM.
+
+    Also used by :mod:`.classify` to rebuild a model from a checkpoint's stored arguments.
+    """
     from .models import SemiSupervisedDGM, VAE
     from .networks import layer_kinds
     spec = MODELS[model]
@@ -315,8 +399,15 @@ def build_task(model, args, data, model_seed, label_seed):
         latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
                               digamma=args.digamma, clip=args.clip_kumaraswamy)
     cls = SemiSupervisedDGM if spec["semi"] else VAE
-    net = cls(data.n_in, hidden, residual, args.activation_type, spec["latent"],
-              _latent_size(args), data.likelihood, model_seed, **latent_options)
+    return cls(n_in, hidden, residual, args.activation_type, spec["latent"],
+               _latent_size(args), likelihood, model_seed, **latent_options)
+
+
+def build_task(model, args, data, model_seed, label_seed):
+    """The model and its compiled training task for parsed arguments."""
+    from .experiments import SemiSupervisedTask, VAETask
+    spec = MODELS[model]
+    net = build_model(model, args, data.n_in, data.likelihood, model_seed)
     common = dict(on_nan=args.on_nan, clip_gradient_norm=args.clip_gradient_norm)
     if spec["semi"]:
         return SemiSupervisedTask(net, data, args.batch_size, args.learning_rate,

@@ -100,18 +100,6 @@ def kumaraswamy_sample_expr(a, b, u):
     return at.exp(at.log(-at.expm1(at.log(u) / b)) / a)
 
 
-def kumaraswamy_log_pdf_expr(v, a, b):
-    r""":math:`\log a + \log b + (a-1)\log v + (b-1)\log(1 - v^a)`, with log1mexp for the last term."""
-    log_v = at.log(v)
-    return at.log(a) + at.log(b) + (a - 1.0) * log_v + (b - 1.0) * at.log1mexp(a * log_v)
-
-
-def beta_log_pdf_expr(v, alpha, beta):
-    r""":math:`(\alpha-1)\log v + (\beta-1)\log(1-v) - \log B(\alpha, \beta)`."""
-    return (_const(alpha - 1.0, v) * at.log(v) + _const(beta - 1.0, v) * at.log1p(-v)
-            - _const(_log_beta_fn(alpha, beta), v))
-
-
 def kumaraswamy_mean_expr(a, b):
     r"""E[v] under Kumaraswamy(a, b): :math:`b\,B(1 + 1/a,\, b)`."""
     return b * at.exp(log_beta_fn_expr(1.0 + 1.0 / a, b))
@@ -125,11 +113,6 @@ def gaussian_kl_expr(mu, log_sigma):
 def gaussian_sample_expr(mu, log_sigma, eps):
     """Reparameterised Gaussian draw mu + sigma * eps."""
     return mu + at.exp(log_sigma) * eps
-
-
-def normal_log_pdf_expr(z, mu, log_sigma):
-    """Log density of N(mu, sigma^2) at z, per coordinate."""
-    return -_const(0.5 * np.log(2 * np.pi), z) - log_sigma - 0.5 * ((z - mu) / at.exp(log_sigma)) ** 2
 
 
 # ---------------------------------------------------------------------------------------
@@ -216,3 +199,79 @@ def gaussian_kl(mu, log_sigma):
     f = _compiled_gaussian_kl(dtype)
     return f(np.ascontiguousarray(mu, dtype).ravel(),
              np.ascontiguousarray(log_sigma, dtype).ravel()).reshape(mu.shape)
+
+
+# ---------------------------------------------------------------------------------------
+# Log-space draws and densities, for importance sampling (meant for float64 graphs).
+#
+# A Kumaraswamy draw from a uniform u is v = (1 - u^(1/b))^(1/a). Everything the
+# densities need follows from t = log(u) / b without forming v:
+#   log(1 - v^a) = t,   log v = log1mexp(t) / a,   log(1 - v) = log1mexp(log v).
+# The last one underflows (to log(0)) when log v rounds to 0, i.e. for b or a far from
+# the usual range (b ~ 1e-37 happens, see REFERENCE section 9); it is computed from
+# log(-log v) with a series where the direct form would underflow.
+
+_SERIES_BELOW = -20.0  # below this, e^x < 2.1e-9 and the two-term series is exact in float64
+
+
+def log_neg_log1mexp_expr(t):
+    r""":math:`\log(-\log(1 - e^t))` for :math:`t < 0`, finite however negative t is.
+
+    For :math:`t < -20` it is :math:`t + e^t/2` (the next term is :math:`O(e^{2t})`).
+    """
+    small = t < _SERIES_BELOW
+    safe = at.switch(small, -1.0, t)
+    return at.switch(small, t + 0.5 * at.exp(t), at.log(-at.log1mexp(safe)))
+
+
+def log1m_exp_neg_exp_expr(ell):
+    r""":math:`\log(1 - \exp(-e^{\ell}))`, finite however negative :math:`\ell` is.
+
+    For :math:`\ell < -20` it is :math:`\ell - e^{\ell}/2`.
+    """
+    small = ell < _SERIES_BELOW
+    safe = at.switch(small, 0.0, ell)
+    return at.switch(small, ell - 0.5 * at.exp(ell), at.log(-at.expm1(-at.exp(safe))))
+
+
+def kumaraswamy_log_draw_expr(a, b, log_u):
+    r"""Logarithms of a Kumaraswamy(a, b) draw from :math:`\log u`, u uniform on (0, 1).
+
+    Returns ``(log_v, log_1m_v, log_1m_va)``: :math:`\log v`, :math:`\log(1 - v)` and
+    :math:`\log(1 - v^a)` for :math:`v = (1 - u^{1/b})^{1/a}`, each accurate where v
+    itself would round to 0 or 1.
+    """
+    t = log_u / b
+    log_v = at.log1mexp(t) / a
+    log_1m_v = log1m_exp_neg_exp_expr(log_neg_log1mexp_expr(t) - at.log(a))
+    return log_v, log_1m_v, t
+
+
+def kumaraswamy_log_pdf_from_logs_expr(log_v, log_1m_va, a, b):
+    r"""Kumaraswamy log density from :math:`\log v` and :math:`\log(1 - v^a)`."""
+    return at.log(a) + at.log(b) + (a - 1.0) * log_v + (b - 1.0) * log_1m_va
+
+
+def beta_log_pdf_from_logs_expr(log_v, log_1m_v, alpha, beta):
+    r"""Beta(alpha, beta) log density from :math:`\log v` and :math:`\log(1 - v)`.
+
+    ``alpha`` and ``beta`` are Python numbers; a term whose coefficient is zero
+    (alpha = 1 for the stick-breaking prior) is left out, so it cannot give 0 * inf.
+    """
+    out = -_const(_log_beta_fn(alpha, beta), log_v) + at.zeros_like(log_v)
+    if float(alpha) != 1.0:
+        out = out + _const(float(alpha) - 1.0, log_v) * log_v
+    if float(beta) != 1.0:
+        out = out + _const(float(beta) - 1.0, log_v) * log_1m_v
+    return out
+
+
+def stick_breaking_from_logs_expr(log_v, log_1m_v):
+    r"""Stick weights from :math:`\log v` and :math:`\log(1 - v)` along the last axis.
+
+    :math:`\log\pi_k = \log v_k + \sum_{j<k}\log(1 - v_j)` and
+    :math:`\log\pi_K = \sum_{j<K}\log(1 - v_j)`; returns :math:`\pi` (K = K-1 + 1 entries).
+    """
+    zeros = at.zeros_like(log_v[..., :1])
+    log_rest = at.concatenate([zeros, at.cumsum(log_1m_v, axis=-1)], axis=-1)
+    return at.exp(at.concatenate([log_v, zeros], axis=-1) + log_rest)

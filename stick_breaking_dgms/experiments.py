@@ -6,6 +6,7 @@ functions, and the original's log-line formats. :class:`~.training.Trainer` runs
 """
 import math
 from collections import OrderedDict
+from fractions import Fraction
 
 import numpy as np
 
@@ -103,7 +104,8 @@ def split_labels(n_train, drop_percentage, batch_size, seed):
 
     Returns (labelled_idx, unlabelled_idx, n_batches, labelled_batch_size).
     """
-    n_unlabelled = int(drop_percentage * n_train)
+    # Exact decimal product: int(0.7 * 45000) would give 31499 (0.7 * 45000 = 31499.999...).
+    n_unlabelled = int(Fraction(repr(float(drop_percentage))) * n_train)
     order = np.random.default_rng(seed).permutation(n_train)
     unlabelled, labelled = np.sort(order[:n_unlabelled]), np.sort(order[n_unlabelled:])
     if n_unlabelled == 0:  # fully supervised: the labelled set sets the batches
@@ -117,11 +119,13 @@ def split_labels(n_train, drop_percentage, batch_size, seed):
                 f"{batch_size}: lower --batch-size or raise --label-drop-percentage")
         labelled_batch = len(labelled) // n_batches
     if labelled_batch < 1:
+        remedy = "Lower --label-drop-percentage"
+        if len(labelled):  # the smallest batch size B with n_unlabelled // B <= N_labelled
+            smallest = n_unlabelled // (len(labelled) + 1) + 1
+            remedy = f"Raise --batch-size (to at least {smallest}) or lower --label-drop-percentage"
         raise LabelSplitError(
             f"{len(labelled)} labelled examples for {n_batches} batches of {batch_size} "
-            f"unlabelled ones: fewer than one labelled example per batch. Raise --batch-size "
-            f"(at least {math.ceil(n_unlabelled / max(len(labelled), 1))}) or lower "
-            f"--label-drop-percentage")
+            f"unlabelled ones: fewer than one labelled example per batch. {remedy}")
     return labelled, unlabelled, n_batches, labelled_batch
 
 

@@ -1,19 +1,50 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+:func:`atomic_path` writes to a hidden temporary file in the target's directory
+(``.<name>.<random>.tmp``), flushes it to disk, renames it over the target and flushes
+the directory entry. A process killed in the middle (SIGKILL, power loss) leaves at
+most such a temporary file behind, never a half-written target;
+:func:`remove_stale_temporaries` deletes those leftovers.
+"""
 import contextlib
+import glob
 import os
 import tempfile
+
+TMP_SUFFIX = ".tmp"
+
+
+def _temporary_pattern(path):
+    """Glob pattern of the temporary files :func:`atomic_path` makes for ``path``."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(glob.escape(directory), "." + glob.escape(base) + ".*" + TMP_SUFFIX)
+
+
+def fsync_directory(directory):
+    """Flush a directory entry (a rename) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path in the same directory; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception (KeyboardInterrupt included) the temporary file is removed and
+    ``path`` is left untouched.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=TMP_SUFFIX,
                                dir=directory)
     os.close(fd)
     umask = os.umask(0)
@@ -28,6 +59,7 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    fsync_directory(directory)  # the rename itself survives a crash
 
 
 def write_text(path, text):
@@ -35,3 +67,18 @@ def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def remove_stale_temporaries(paths):
+    """Delete the temporary files a killed :func:`atomic_path` left for any of ``paths``.
+
+    Only call this while no other process can be writing these paths (see
+    :class:`stick_breaking_dgms.runfiles.RunLock`). Returns the removed paths.
+    """
+    removed = []
+    for path in paths:
+        for tmp in glob.glob(_temporary_pattern(path)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+                removed.append(tmp)
+    return removed

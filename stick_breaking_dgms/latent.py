@@ -37,7 +37,8 @@ class StickBreakingLatent:
     taylor_terms, digamma :
         KL options, see :func:`distributions.kumaraswamy_beta_kl_expr`.
     clip : (float, float) or None
-        Bounds for a and b (off by default, as the original).
+        Bounds for a and b, and each stick's KL floored at 0 (off by default, as the
+        original).
     """
 
     kind = "stick-breaking"
@@ -67,9 +68,15 @@ class StickBreakingLatent:
         return stick_breaking_expr(self.fractions(post, u))
 
     def kl(self, post):
-        return at.sum(kumaraswamy_beta_kl_expr(post["a"], post["b"], self.prior_alpha,
-                                               self.prior_beta, self.taylor_terms, self.digamma),
-                      axis=1)
+        per_stick = kumaraswamy_beta_kl_expr(post["a"], post["b"], self.prior_alpha,
+                                             self.prior_beta, self.taylor_terms, self.digamma)
+        if self.clip is not None:
+            # The true KL is never negative, but inside any box that holds the prior's
+            # (a, b) = (1, alpha0) the ten-term series dips below 0 (and the series digamma
+            # at small b: -0.2 at a = b = 0.25 under alpha0 = 1). With the safety option on,
+            # each stick's KL is floored at 0, so the optimiser cannot exploit those dips.
+            per_stick = at.maximum(per_stick, 0.0)
+        return at.sum(per_stick, axis=1)
 
     def mean_code(self, post):
         """Stick weights of the Kumaraswamy mean of each fraction."""

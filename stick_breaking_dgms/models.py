@@ -133,6 +133,18 @@ class SemiSupervisedDGM(VAE):
         nll = nll_expr(self.likelihood, x, self.decode_label(code, y))
         return nll, self.latent.kl(post), categorical_nll_expr(y, self._label_probs(h))
 
+    def decode_all_labels(self, code):
+        """Decoder output (N, n_classes, n_in) for every code with every label.
+
+        The decoder runs once on a (N * n_classes, ...) batch; ``[:, y]`` equals
+        :meth:`decode_label` with label ``y``.
+        """
+        first = self.decoder.layers[0]
+        pre = first.preactivation(code)[:, None, :] + self.W_label[None, :, :]  # (N, C, H)
+        n, c = code.shape[0], self.n_classes
+        hidden = first.activation(pre).reshape((n * c, first.n_out))
+        return self.decoder(hidden, start=1).reshape((n, c, self.n_in))
+
     def unlabelled_terms(self, x, noise=None):
         """Per-example (sum_y q(y|x) NLL(x | pi, y), KL, H[q(y|x)], q(y|x)).
 
@@ -144,12 +156,7 @@ class SemiSupervisedDGM(VAE):
         probs = self._label_probs(h)
         if noise is None:
             noise = self.latent.noise(self.srng, x.shape[0])
-        code = self.latent.sample(post, noise)
-        first = self.decoder.layers[0]
-        pre = first.preactivation(code)[:, None, :] + self.W_label[None, :, :]  # (N, C, H)
-        n, c = x.shape[0], self.n_classes
-        hidden = first.activation(pre).reshape((n * c, first.n_out))
-        out = self.decoder(hidden, start=1).reshape((n, c, self.n_in))
+        out = self.decode_all_labels(self.latent.sample(post, noise))
         nll_per_label = nll_expr(self.likelihood, x[:, None, :], out)  # (N, C)
         expected_nll = at.sum(probs * nll_per_label, axis=1)
         return expected_nll, self.latent.kl(post), categorical_entropy_expr(probs), probs

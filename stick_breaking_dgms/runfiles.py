@@ -8,17 +8,66 @@ in ``--experiment-dir``:
 * ``<prefix>_metrics_<name>.h5``    the same per-epoch metrics as arrays
 * ``<prefix>_checkpoint_<name>.h5`` the latest state (``.prev.h5``: the one before)
 * ``<prefix>_params_<name>.h5``     the best parameters
+* ``.<prefix>_<name>.lock``         held (``flock``) by the process writing the run
 
 Running the same command again resumes the run when it is unfinished; when it has
 finished, a new run starts with a counter appended to the name (``_1``, ``_2``, ...),
-as the original did, so a finished run's files are never overwritten.
+as the original did, so a finished run's files are never overwritten. A run that
+another process is writing (its lock is held) is never touched either: ``--resume``
+refuses, the default starts a new run beside it.
 """
+import errno
 import hashlib
 import os
 
 from .checkpoints import CheckpointError, read_checkpoint
+from .fileio import remove_stale_temporaries
 
 FINISHED = ("finished", "nan")
+
+
+class RunLock:
+    """An exclusive ``flock`` on a run's lock file, released when the process ends.
+
+    The kernel drops the lock when the holder dies, even by SIGKILL, so a stale lock
+    never blocks a resume. The lock file itself is left in place (removing it would let
+    two processes hold locks on different files of the same name).
+    """
+
+    def __init__(self, path):
+        self.path, self.fd = path, None
+
+    def acquire(self):
+        """Take the lock without waiting; return False when another process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no protection against concurrent runs
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return True
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+    def holder(self):
+        """The pid written by the holder (for messages), or None."""
+        try:
+            with open(self.path) as f:
+                return int(f.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
 
 
 class RunFiles:
@@ -26,6 +75,7 @@ class RunFiles:
 
     def __init__(self, experiment_dir, prefix, name):
         self.experiment_dir, self.prefix, self.name = experiment_dir, prefix, name
+        self.lock = RunLock(os.path.join(experiment_dir, f".{prefix}_{name}.lock"))
 
     def _path(self, kind, ext):
         return os.path.join(self.experiment_dir, f"{self.prefix}_{kind}_{self.name}{ext}")
@@ -50,9 +100,16 @@ class RunFiles:
     def best(self):
         return self._path("params", ".h5")
 
+    def all_paths(self):
+        return [self.results, self.metrics, self.checkpoint, self.previous_checkpoint, self.best]
+
     def exists(self):
         return any(os.path.exists(p) for p in (self.results, self.checkpoint,
                                                 self.previous_checkpoint))
+
+    def remove_stale_temporaries(self):
+        """Delete temporary files a killed process left (call only while holding the lock)."""
+        return remove_stale_temporaries(self.all_paths())
 
 
 def run_name(args, identity_keys, defaults):
@@ -71,8 +128,12 @@ def run_name(args, identity_keys, defaults):
     return name
 
 
-def load_latest_checkpoint(files, log=print):
-    """Read the run's checkpoint, falling back to the previous one if it is damaged.
+def load_latest_checkpoint(files, log=print, validate=None):
+    """Read the run's checkpoint, falling back to the previous one if it is not sound.
+
+    ``validate(groups, meta, path)``, when given, is called on each readable checkpoint
+    and may refuse it by raising CheckpointError (e.g. shapes that do not fit the model
+    built from the arguments); the previous checkpoint is then tried.
 
     Returns (groups, meta, path) or None when the run has no checkpoint.
     Raises CheckpointError when checkpoints exist but none is sound.
@@ -83,6 +144,8 @@ def load_latest_checkpoint(files, log=print):
             continue
         try:
             groups, meta = read_checkpoint(path, required_groups=("params",))
+            if validate is not None:
+                validate(groups, meta, path)
         except CheckpointError as e:
             errors.append(str(e))
             log(f"warning: refusing checkpoint: {e}")
@@ -96,51 +159,106 @@ def load_latest_checkpoint(files, log=print):
     return None
 
 
+def _status(meta):
+    state = meta.get("state")
+    return state.get("status") if isinstance(state, dict) else None
+
+
 def resolve_run(experiment_dir, prefix, base_name, mode="auto", log=print):
-    """Decide the run's files and whether to resume.
+    """Decide the run's files and whether to resume, and lock the run.
 
     mode: ``"auto"`` resumes an unfinished run with these arguments, else starts a new
     one; ``"resume"`` requires an unfinished run; ``"new"`` always starts a new run.
-    Returns (RunFiles, checkpoint) where checkpoint is (groups, meta, path) or None.
+    Returns (RunFiles, checkpoint) where checkpoint is (groups, meta, path) or None; the
+    returned run's lock is held (``files.lock``) and its stale temporary files removed.
+    Raises CheckpointError when the choice cannot be made safely.
     """
     candidates = []
     counter = 0
     while True:
         name = base_name if counter == 0 else f"{base_name}_{counter}"
         files = RunFiles(experiment_dir, prefix, name)
-        if not files.exists():
+        if not files.exists() and not (os.path.exists(files.lock.path) and _locked(files)):
             break
         candidates.append(files)
         counter += 1
-    fresh = files  # the first unused name
-    if not candidates:
+    if candidates and mode != "new":
+        last = candidates[-1]
+        files, checkpoint = _resume_choice(last, mode, log)
+        if files is not None:
+            if files.lock.acquire():
+                files.remove_stale_temporaries()
+                return files, checkpoint
+            # another process took the run between our check and now
+            if mode == "resume":
+                raise CheckpointError(f"--resume: run {last.results} is being written by "
+                                      f"another process (pid {files.lock.holder()})")
+            log(f"run {last.results} is being written by another process; starting a new "
+                f"run beside it")
+    elif mode == "resume":
+        raise CheckpointError(f"--resume: no run named {prefix}_*_{base_name} in "
+                              f"{experiment_dir} to resume")
+    return _fresh(experiment_dir, prefix, base_name, counter, log), None
+
+
+def _locked(files):
+    if files.lock.acquire():
+        files.lock.release()
+        return False
+    return True
+
+
+def _fresh(experiment_dir, prefix, base_name, counter, log):
+    """The first name from ``counter`` on with no files and a lock we can take."""
+    while True:
+        name = base_name if counter == 0 else f"{base_name}_{counter}"
+        files = RunFiles(experiment_dir, prefix, name)
+        if not files.exists() and files.lock.acquire():
+            if files.exists():  # created between the check and the lock: not ours
+                files.lock.release()
+            else:
+                files.remove_stale_temporaries()
+                return files
+        counter += 1
+
+
+def _resume_choice(last, mode, log):
+    """(files, checkpoint) to resume ``last``, or (None, None) to start a new run."""
+    if _locked(last):
         if mode == "resume":
-            raise CheckpointError(f"--resume: no run named {prefix}_*_{base_name} in "
-                                  f"{experiment_dir} to resume")
-        return fresh, None
-    last = candidates[-1]
-    if mode == "new":
-        return fresh, None
-    checkpoint = load_latest_checkpoint(last, log)
+            raise CheckpointError(f"--resume: run {last.results} is being written by another "
+                                  f"process (pid {last.lock.holder()})")
+        log(f"run {last.results} is being written by another process (pid "
+            f"{last.lock.holder()}); starting a new run beside it")
+        return None, None
+    finished = _log_says_finished(last.results)
+    try:  # quietly: the caller loads it again, checked against the model, and says so
+        checkpoint = load_latest_checkpoint(last, lambda message: None)
+    except CheckpointError:
+        if finished:  # a finished run whose checkpoint is damaged: still never overwrite it
+            if mode == "resume":
+                raise CheckpointError(f"--resume: run {last.results} has finished") from None
+            return None, None
+        raise
     if checkpoint is None:
         # Started but never reached its first checkpoint: nothing to lose, start it over.
-        if _log_says_finished(last.results):
+        if finished:
             if mode == "resume":
                 raise CheckpointError(f"--resume: run {last.results} has finished")
-            return fresh, None
+            return None, None
         return last, None
-    status = checkpoint[1].get("state", {}).get("status")
+    status = _status(checkpoint[1])
     if status in FINISHED:
         if mode == "resume":
             raise CheckpointError(f"--resume: run {last.results} has already finished "
                                   f"(status {status}); run without --resume to start a new one")
-        return fresh, None
+        return None, None
     return last, checkpoint
 
 
 def _log_says_finished(path):
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
         return False

@@ -21,6 +21,25 @@ is computed with the best parameters. On top of that:
   (``on_nan="stop"``, the original's behaviour) or skips the batch
   (``on_nan="skip-batch"``, the update was already withheld inside the graph);
 * the log and the metrics are rewritten atomically from the state after each epoch.
+
+Checkpoints rotate: the periodic save first renames the current checkpoint to
+``.prev.h5``, then writes the new one atomically, so a hard kill at any moment leaves
+at least one complete checkpoint (at most ``checkpoint_every`` epochs old).
+
+Test hook. ``SBDGM_TEST_INTERRUPT="SIGNAL@EVENT:N"`` (e.g. ``SIGTERM@step:250``) makes
+the trainer send itself ``SIGNAL`` (SIGINT, SIGTERM, SIGKILL, ...) at a precise,
+reproducible point, so tests can interrupt a real run where they want instead of
+racing a timer. ``EVENT`` is
+
+* ``step``: after the N-th training step of the run (counted over all epochs,
+  ``epoch * n_train_batches + batch``; a resumed run keeps counting);
+* ``validated``: after the validation pass of epoch N, before its checkpoint;
+* ``checkpoint``: right after the periodic checkpoint at the end of epoch N is written;
+* ``rotated``: inside that save, after the old checkpoint became ``.prev.h5`` and
+  before the new one is written (only ``.prev.h5`` exists at that moment).
+
+The variable is read once, when the Trainer is made; unset (the normal case) it costs
+nothing. It exists for tests only.
 """
 import json
 import math
@@ -33,10 +52,30 @@ from dataclasses import asdict, dataclass, field
 import h5py
 import numpy as np
 
-from .checkpoints import check_shapes, write_checkpoint
+from .checkpoints import CheckpointError, check_shapes, write_checkpoint
 from .fileio import atomic_path, write_text
 
 EXIT_OK, EXIT_NAN = 0, 1
+TEST_INTERRUPT_ENV = "SBDGM_TEST_INTERRUPT"
+TEST_INTERRUPT_EVENTS = ("step", "validated", "checkpoint", "rotated")
+
+
+def parse_test_interrupt(text):
+    """``"SIGTERM@step:250"`` -> (signal number, "step", 250); None for an empty value."""
+    if not text:
+        return None
+    try:
+        name, rest = text.split("@", 1)
+        event, count = rest.split(":", 1)
+        sig = signal.Signals[name.strip().upper()]
+        count = int(count)
+    except (ValueError, KeyError):
+        raise ValueError(f"{TEST_INTERRUPT_ENV}={text!r}: expected SIGNAL@EVENT:N, e.g. "
+                         f"SIGTERM@step:250") from None
+    if event not in TEST_INTERRUPT_EVENTS:
+        raise ValueError(f"{TEST_INTERRUPT_ENV}={text!r}: EVENT must be one of "
+                         f"{', '.join(TEST_INTERRUPT_EVENTS)}")
+    return int(sig), event, count
 
 
 @dataclass
@@ -138,38 +177,77 @@ class Trainer:
         self.state = RunState(sums=[0.0] * len(task.train_metrics))
         self.best_params = None
         self.signal = None
+        self.checkpoint_seconds = []  # time of each periodic save, for measurements
+        self._test_interrupt = parse_test_interrupt(os.environ.get(TEST_INTERRUPT_ENV))
+
+    def _hook(self, event, count):
+        """Send ourselves the test signal when (event, count) is the configured point."""
+        if self._test_interrupt is not None and self._test_interrupt[1:] == (event, count):
+            os.kill(os.getpid(), self._test_interrupt[0])
 
     # -- state in and out --------------------------------------------------------------
 
-    def restore(self, groups, meta):
-        """Load a checkpoint's arrays and state into the task (shapes checked)."""
-        path = self.files.checkpoint
-        expected = {n: v.get_value(borrow=True).shape for n, v in self.task.params.items()}
-        check_shapes(path, groups["params"], expected)
-        if "optimizer" in groups:
-            opt_expected = {n: v.get_value(borrow=True).shape
-                            for n, v in self.task.optimizer_state.items()}
-            check_shapes(path, groups["optimizer"], opt_expected, what="optimizer state")
-            _set(self.task.optimizer_state, groups["optimizer"])
-        _set(self.task.params, groups["params"])
-        if "best" in groups:
-            check_shapes(path, groups["best"], expected, what="best parameters")
-            self.best_params = groups["best"]
-        self.state = RunState(**meta["state"])
-        set_rng_states(self.task.rngs, meta["rng_states"])
+    def restore(self, groups, meta, path=None):
+        """Load a checkpoint's arrays and state into the task.
 
-    def save_checkpoint(self, with_optimizer=True):
+        Everything is checked first -- array names, shapes and dtypes against the model
+        built from the arguments, finite best parameters, the run state, the random
+        streams' states -- and a CheckpointError naming ``path`` raised before anything
+        is changed, so a refused checkpoint leaves the task as it was.
+        """
+        path = path or self.files.checkpoint
+        task = self.task
+
+        def expected(shared_vars):
+            return ({n: v.get_value(borrow=True).shape for n, v in shared_vars.items()},
+                    {n: v.get_value(borrow=True).dtype for n, v in shared_vars.items()})
+
+        if not isinstance(groups.get("params"), dict):
+            raise CheckpointError(f"{path}: missing the 'params' arrays")
+        shapes, dtypes = expected(task.params)
+        check_shapes(path, groups["params"], shapes, dtypes=dtypes)
+        state = _check_state(path, meta, len(task.train_metrics), task.n_train_batches)
+        optimizer = groups.get("optimizer")
+        if optimizer is None and state.status == "running":
+            raise CheckpointError(f"{path}: missing the 'optimizer' arrays (Adam's state)")
+        if optimizer is not None:
+            opt_shapes, opt_dtypes = expected(task.optimizer_state)
+            check_shapes(path, optimizer, opt_shapes, what="optimizer state", dtypes=opt_dtypes)
+        best = groups.get("best")
+        if best is not None:
+            check_shapes(path, best, shapes, what="best parameters", dtypes=dtypes)
+            if not all(np.all(np.isfinite(a)) for a in best.values()):
+                raise CheckpointError(f"{path}: the best parameters are not finite")
+        if best is None and state.best_epoch >= 0:
+            raise CheckpointError(f"{path}: the state has a best epoch but no best parameters")
+        rngs = _checked_rng_states(path, task.rngs, meta.get("rng_states"))
+        # all checked: apply
+        if optimizer is not None:
+            _set(task.optimizer_state, optimizer)
+        _set(task.params, groups["params"])
+        self.best_params = best
+        self.state = state
+        for r, gen in zip(task.rngs, rngs):
+            r.set_value(gen, borrow=True)
+
+    def save_checkpoint(self, with_optimizer=True, periodic=False):
+        """Rotate the checkpoint to ``.prev.h5`` and write the current state; return seconds."""
+        started = time.time()
         groups = {"params": _get(self.task.params)}
         if with_optimizer:
             groups["optimizer"] = _get(self.task.optimizer_state)
         if self.best_params is not None:
             groups["best"] = self.best_params
         meta = dict(self.meta, state=asdict(self.state), rng_states=rng_states(self.task.rngs))
-        started = time.time()
         if os.path.exists(self.files.checkpoint):
             os.replace(self.files.checkpoint, self.files.previous_checkpoint)
+        if periodic:
+            self._hook("rotated", self.state.epoch - 1)
         write_checkpoint(self.files.checkpoint, groups, meta)
-        return time.time() - started
+        seconds = time.time() - started
+        if periodic:
+            self.checkpoint_seconds.append(seconds)
+        return seconds
 
     def save_best(self):
         meta = dict(self.meta, best_epoch=self.state.best_epoch, best_score=self.state.best_score)
@@ -209,10 +287,11 @@ class Trainer:
         for s, h in self._old.items():
             signal.signal(s, h)
 
-    def _interrupted(self):
+    def _interrupted(self, saved=False):
         self.progress.clear()
-        self.save_checkpoint()
-        self.write_outputs()
+        if not saved:
+            self.save_checkpoint()
+            self.write_outputs()
         name = signal.Signals(self.signal).name
         where = (f"epoch {self.state.epoch}, batch {self.state.batch} of "
                  f"{self.task.n_train_batches}")
@@ -249,6 +328,7 @@ class Trainer:
                     st.skipped += 1
                 st.batch = i + 1
                 st.seconds = seconds_before + time.time() - started
+                self._hook("step", st.epoch * task.n_train_batches + st.batch)
                 self.progress.update(st.epoch, st.batch, task.n_train_batches,
                                      [s / max(st.n_steps, 1) for s in st.sums], names, started)
                 if self.signal is not None and st.batch < task.n_train_batches:
@@ -258,6 +338,7 @@ class Trainer:
             means = [s / st.n_steps for s in st.sums]
             valid = task.validate()
             epoch = st.epoch
+            self._hook("validated", epoch)
             is_best = math.isfinite(valid["score"]) and valid["score"] < st.best_score
             if is_best:
                 candidate = _get(task.params)
@@ -285,10 +366,11 @@ class Trainer:
             if is_best:
                 self.save_best()
             if st.epoch % self.checkpoint_every == 0 or self.signal is not None:
-                self.save_checkpoint()
+                self.save_checkpoint(periodic=True)
+                self._hook("checkpoint", epoch)
             self.write_outputs()
             if self.signal is not None:
-                return self._interrupted()
+                return self._interrupted(saved=True)
         return self._finish("Done!")
 
     def _finish(self, prefix, status="finished"):
@@ -303,8 +385,12 @@ class Trainer:
         last = _get(task.params)
         _set(task.params, self.best_params)
         self.test_result = task.test()
-        self.emit(task.format_final(prefix, st.best_epoch, st.best_score, self.test_result,
-                                    st.total_seconds / 60))
+        line = task.format_final(prefix, st.best_epoch, st.best_score, self.test_result,
+                                 st.total_seconds / 60)
+        skipped = sum(int(h.get("skipped_batches", 0)) for h in st.history)
+        if skipped:
+            line += f", skipped {skipped} NaN batches in all"
+        self.emit(line)
         st.status = status
         if status == "finished":
             _set(task.params, last)  # the checkpoint keeps the last epoch's parameters
@@ -323,3 +409,71 @@ class Trainer:
               "tested. Options: --on-nan skip-batch, --clip-kumaraswamy, "
               "--clip-gradient-norm.", file=self.out, flush=True)
         return code if code != EXIT_OK else EXIT_NAN
+
+
+def _check_state(path, meta, n_metrics, n_batches):
+    """The RunState of a checkpoint's metadata, checked; CheckpointError if it is not sound."""
+    raw = meta.get("state")
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: no run state in the metadata")
+    try:
+        state = RunState(**raw)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: the run state does not fit this version: {e}") from None
+
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_num(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    problems = []
+    if not (is_int(state.epoch) and state.epoch >= 0):
+        problems.append(f"epoch {state.epoch!r}")
+    if not (is_int(state.batch) and 0 <= state.batch <= n_batches):
+        problems.append(f"batch {state.batch!r} (an epoch has {n_batches} batches)")
+    if not (isinstance(state.sums, list) and len(state.sums) == n_metrics
+            and all(is_num(x) for x in state.sums)):
+        problems.append(f"metric sums {state.sums!r}")
+    for key in ("n_steps", "skipped"):
+        if not (is_int(getattr(state, key)) and getattr(state, key) >= 0):
+            problems.append(f"{key} {getattr(state, key)!r}")
+    if not (is_int(state.best_epoch) and is_int(state.epoch)
+            and -1 <= state.best_epoch <= state.epoch - 1 or state.best_epoch == -1):
+        problems.append(f"best epoch {state.best_epoch!r}")
+    if not is_num(state.best_score) or math.isnan(state.best_score):
+        problems.append(f"best score {state.best_score!r}")
+    if not (isinstance(state.lines, list) and all(isinstance(x, str) for x in state.lines)):
+        problems.append("log lines")
+    if not (isinstance(state.history, list) and all(isinstance(h, dict) for h in state.history)
+            and len(state.history) == (state.epoch if is_int(state.epoch) else -1)):
+        problems.append("history")
+    if not (is_num(state.seconds) and is_num(state.total_seconds)):
+        problems.append("timings")
+    if state.status not in ("running", "finished", "nan"):
+        problems.append(f"status {state.status!r}")
+    if problems:
+        raise CheckpointError(f"{path}: damaged run state: " + ", ".join(problems))
+    return state
+
+
+def _checked_rng_states(path, rngs, states):
+    """Copies of the task's generators set to ``states``; CheckpointError if they do not fit."""
+    import copy
+
+    if not isinstance(states, list) or len(states) != len(rngs):
+        n = len(states) if isinstance(states, list) else states
+        raise CheckpointError(f"{path}: checkpoint has {n} random stream states, the model "
+                              f"{len(rngs)}")
+    out = []
+    for i, (r, state) in enumerate(zip(rngs, states)):
+        gen = copy.deepcopy(r.get_value(borrow=True))
+        try:
+            if not isinstance(state, dict) or \
+                    state.get("bit_generator") != gen.bit_generator.state["bit_generator"]:
+                raise ValueError(f"not a {gen.bit_generator.state['bit_generator']} state")
+            gen.bit_generator.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise CheckpointError(f"{path}: random stream {i}: invalid state ({e})") from None
+        out.append(gen)
+    return out

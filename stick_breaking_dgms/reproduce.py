@@ -1,0 +1,1025 @@
+"""Put our numbers beside the published ones: ``python -m stick_breaking_dgms.reproduce``.
+
+Given best-parameters files (``*_params_*.h5``, or folders holding them), or training
+them first with the paper's settings (``--train``), this computes the paper's tables
+
+* ``likelihood``: test -log p(x) by importance sampling (S = ``--samples``, 100);
+* ``knn``: kNN test error on latent codes (k = 3, 5, 10; sampled codes as the paper,
+  posterior-mean codes besides) and on raw pixels; the SB-VAE's active dimensions;
+* ``semisup``: the semi-supervised models' test error (argmax q(y | x)) and the kNN
+  (k = 5) pixel baseline with the same fraction of labels;
+
+and writes a report folder (a new one; an existing folder gets a counter, never
+overwritten):
+
+* ``report.md``: measured vs published, the difference and a verdict per cell against
+  stated tolerances, the diagnostics, the timings, the command, the date, the machine;
+* ``results.json``: every number (written after each step, atomically);
+* ``per_example.npz``: per test example, the log p(x) estimates and their Monte Carlo
+  errors, the active dimensions, the predicted labels;
+* ``figures/*.png``: learning curves, latent usage (the paper's Figure 2), samples from
+  the prior and reconstructions (needs matplotlib: ``pip install -e .[figures]``).
+
+Example (the full MNIST check)::
+
+    python -m stick_breaking_dgms.reproduce runs/sbvae_full runs/gaussvae_full \\
+        runs/sbdgm_10 --out results/mnist_full
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .fileio import write_text
+
+TABLES = ("likelihood", "knn", "semisup")
+VAE_MODELS = ("sb_vae", "gauss_vae")
+SEMI_MODELS = ("sb_ssdgm", "gauss_ssdgm")
+ALL_MODELS = VAE_MODELS + SEMI_MODELS
+LABEL_PERCENTS = (10, 5, 1)
+DEFAULT_TOLERANCE_NATS = 1.0
+DEFAULT_TOLERANCE_PP = 1.0
+
+# Settings of the paper beyond the scripts' defaults, per data set, for --train.
+# (REFERENCE section 8: semi-supervised networks are 4 x 500 with the last three residual on
+# MNIST+rot and SVHN, alpha0 = 8 on SVHN; everything else is the scripts' defaults.)
+_DEEP = ["--nb-hidden-layers", "4", "--hidden-type", "residual", "--skip", "3"]
+PAPER_SETTINGS = {
+    ("sb_ssdgm", "mnist_plus_rot"): _DEEP,
+    ("gauss_ssdgm", "mnist_plus_rot"): _DEEP,
+    ("sb_ssdgm", "svhn_pca"): _DEEP + ["--alpha0", "8"],
+    ("gauss_ssdgm", "svhn_pca"): _DEEP,
+}
+
+
+class ReproduceError(Exception):
+    """Bad input to the reproduce command (message for the user)."""
+
+
+# -- command line -----------------------------------------------------------------------
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m stick_breaking_dgms.reproduce",
+        description="Evaluate trained SB-VAE / Gauss-VAE / SB-DGM / Gauss-DGM runs as the paper "
+                    "does and write a report of measured vs published numbers.",
+        epilog="The model, data set and split of each file come from its stored arguments. "
+               "Example: python -m stick_breaking_dgms.reproduce runs/sbvae_full "
+               "runs/gaussvae_full --out results/mnist_full")
+    p.add_argument("checkpoints", nargs="*", metavar="PATH",
+                   help="best-parameters files (*_params_*.h5) or folders holding them")
+    p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES),
+                   help="tables to compute. Default: all")
+    p.add_argument("--out", default="reports/reproduce",
+                   help="report folder; if it exists, _1, _2, ... is appended. "
+                        "Default: %(default)s")
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--samples", type=_positive_int, default=100,
+                   help="importance samples per test example. Default: %(default)s")
+    g.add_argument("--seed", type=_nonnegative_int, default=1234,
+                   help="seed of the evaluation's random draws. Default: %(default)s")
+    g.add_argument("--test-subset", type=_positive_int, default=None, metavar="N",
+                   help="evaluate on the first N test examples only (quick checks)")
+    g.add_argument("--knn-k", type=_positive_int, nargs="+", default=[3, 5, 10],
+                   help="k of the kNN tables. Default: 3 5 10")
+    g.add_argument("--knn-draws", type=_positive_int, default=3,
+                   help="label draws of the semi-supervised kNN (k = 5) pixel baseline "
+                        "(mean +- std). Default: %(default)s")
+    g.add_argument("--data-dir", default="./datasets",
+                   help="where data sets are looked for. Default: %(default)s")
+    g.add_argument("--rows-per-batch", type=_positive_int, default=4000,
+                   help="decoder rows per importance-sampling call. Default: %(default)s")
+    g.add_argument("--tolerance-nats", type=_positive_float, default=DEFAULT_TOLERANCE_NATS,
+                   help="|measured - published| -log p(x) counted as agreement. "
+                        "Default: %(default)s")
+    g.add_argument("--tolerance-pp", type=_positive_float, default=DEFAULT_TOLERANCE_PP,
+                   help="|measured - published| error, in percentage points, counted as "
+                        "agreement (at least twice the published +- where there is one). "
+                        "Default: %(default)s")
+    g.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    g.add_argument("--blas-threads", default="auto", type=_threads,
+                   help="OpenBLAS threads of the compiled graphs (auto or a number). "
+                        "Default: %(default)s")
+    g.add_argument("--progress", default="auto", choices=["auto", "never"],
+                   help="progress lines on stderr for long steps. Default: %(default)s")
+    g = p.add_argument_group("training first (optional)")
+    g.add_argument("--train", nargs="+", choices=ALL_MODELS, default=[], metavar="MODEL",
+                   help="train these models with the paper's settings before evaluating "
+                        f"({', '.join(ALL_MODELS)})")
+    g.add_argument("--dataset", default="mnist", help="data set for --train. Default: mnist")
+    g.add_argument("--max-epoch", type=_positive_int, default=None, metavar="N",
+                   help="maximum epochs of each --train run (required with --train)")
+    g.add_argument("--labels", type=int, nargs="+", default=list(LABEL_PERCENTS),
+                   choices=LABEL_PERCENTS, metavar="PERCENT",
+                   help="label percentages of semi-supervised --train runs. Default: 10 5 1")
+    g.add_argument("--experiment-dir", default="./experiments",
+                   help="where --train runs write. Default: %(default)s")
+    g.add_argument("--train-args", default="", metavar="'ARGS'",
+                   help="extra flags for the training scripts, e.g. '--hidden-size 100'")
+    return p
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _threads(text):
+    return text if text == "auto" else _positive_int(text)
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+def _log(*parts):
+    print(*parts, flush=True)
+
+
+def jsonable(obj):
+    """Plain Python for json.dumps: numpy scalars and arrays, non-finite floats as strings."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if math.isfinite(v):
+            return v
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return obj
+
+
+def as_float(v):
+    """Inverse of :func:`jsonable` for one number (None stays None)."""
+    if v is None:
+        return None
+    return float(v)
+
+
+def reserve_folder(path):
+    """Create ``path``, or ``path_1``, ``path_2``, ... if it exists; return the one created."""
+    base = path.rstrip(os.sep) or path
+    parent = os.path.dirname(os.path.abspath(base))
+    os.makedirs(parent, exist_ok=True)
+    candidate, counter = base, 0
+    while True:
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            counter += 1
+            candidate = f"{base}_{counter}"
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return {"node": platform.node(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "load_average_at_start": load}
+
+
+def git_commit():
+    """The checkout's commit and whether it has local changes (read-only), or None."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(),
+                "local_changes": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def label_percent(args):
+    """Percentage of labelled training examples of a semi-supervised run's arguments."""
+    return int(round(100 * (1.0 - float(args.label_drop_percentage))))
+
+
+def label_seed_of(seed):
+    """The label-split seed the training scripts derive from ``--seed``."""
+    return int(np.random.SeedSequence(seed).spawn(2)[1].generate_state(1)[0])
+
+
+# -- training first -----------------------------------------------------------------------
+
+def train_runs(opts):
+    """Run the training scripts for ``--train``; return the best-parameters files made."""
+    from . import cli
+    from .evaluation.loading import find_checkpoints
+    made = []
+    for model in opts.train:
+        spec = cli.MODELS[model]
+        variants = ([["--label-drop-percentage", f"{1 - p / 100:.2f}"] for p in opts.labels]
+                    if spec["semi"] else [[]])
+        for variant in variants:
+            argv = (["--dataset", opts.dataset, "--data-dir", opts.data_dir,
+                     "--max-epoch", str(opts.max_epoch), "--experiment-dir", opts.experiment_dir,
+                     "--progress", "never" if opts.progress == "never" else "auto"]
+                    + PAPER_SETTINGS.get((model, opts.dataset), []) + variant
+                    + shlex.split(opts.train_args))
+            _log(f"== training {model}: {' '.join(shlex.quote(a) for a in argv)}")
+            started = time.time()
+            code = cli.main(model, argv)
+            params = [p for p in _params_files(opts.experiment_dir, spec["prefix"])
+                      if os.path.getmtime(p) >= started - 1]
+            if not params:
+                raise ReproduceError(f"training {model} (exit code {code}) left no "
+                                     f"best-parameters file in {opts.experiment_dir}")
+            newest = max(params, key=os.path.getmtime)
+            if code != 0:
+                _log(f"warning: training {model} ended with exit code {code}; evaluating its "
+                     f"best parameters {newest}")
+            made.extend(find_checkpoints([newest]))
+    return made
+
+
+def _params_files(directory, prefix):
+    if not os.path.isdir(directory):
+        return []
+    return [os.path.join(directory, f) for f in os.listdir(directory)
+            if f.startswith(prefix + "_params_") and f.endswith(".h5")]
+
+
+# -- evaluation --------------------------------------------------------------------------
+
+class Evaluation:
+    """Loads models and data once and fills ``self.results`` step by step."""
+
+    def __init__(self, opts, out_dir):
+        self.opts, self.out_dir = opts, out_dir
+        self.results = {"checkpoints": [], "likelihood": {}, "knn": {}, "active_dimensions": {},
+                        "semisup": {}, "semisup_knn_baseline": {}, "timings": {},
+                        "figures": {}, "notes": []}
+        self._data = {}
+        self.models = []
+        self.arrays = {}  # per-example numbers, saved to per_example.npz
+
+    # data and models
+    def data(self, name, seed):
+        key = (name, int(seed))
+        if key not in self._data:
+            from .datasets import load_dataset
+            started = time.time()
+            data = load_dataset(name, data_dir=self.opts.data_dir, seed=int(seed))
+            self._data[key] = data
+            _log(f"data: {data.describe()} (seed {seed}, {time.time() - started:.1f}s)")
+        return self._data[key]
+
+    def test_split(self, data):
+        x, y = data.test_x, data.test_y
+        if self.opts.test_subset is not None:
+            x, y = x[:self.opts.test_subset], (None if y is None else y[:self.opts.test_subset])
+        return x, y
+
+    def load(self, paths):
+        from .evaluation.loading import load_model, run_status
+        seen = {}
+        for path in paths:
+            lm = load_model(path)
+            info = {"path": os.path.abspath(path), "model": lm.model, "dataset": lm.dataset,
+                    "seed": int(lm.args.seed), "best_epoch": lm.meta.get("best_epoch"),
+                    "best_valid_score": lm.meta.get("best_score"),
+                    "latent_size": lm.latent_size, "floatX": lm.floatX,
+                    "hidden": f"{lm.args.nb_hidden_layers} x {lm.args.hidden_size} "
+                              f"{lm.args.hidden_type} {lm.args.activation_type}"}
+            if lm.semi:
+                info["labels_percent"] = label_percent(lm.args)
+            if lm.kind == "stick-breaking":
+                info.update(alpha0=lm.args.alpha0, kl_taylor_terms=lm.args.kl_taylor_terms,
+                            digamma=lm.args.digamma)
+            info["run"] = run_status(path)
+            key = (lm.model, lm.dataset) if not lm.semi else None
+            if key is not None and key in seen:
+                raise ReproduceError(f"two {lm.model} checkpoints for {lm.dataset}: {seen[key]} "
+                                     f"and {path}; give one of them")
+            if key is not None:
+                seen[key] = path
+            lm.info = info
+            self.models.append(lm)
+            self.results["checkpoints"].append(info)
+            status = info["run"].get("status", "unknown")
+            _log(f"loaded {lm.model} on {lm.dataset} from {path} (best epoch "
+                 f"{info['best_epoch']}, run status {status})")
+
+    def vaes(self):
+        return [m for m in self.models if m.model in VAE_MODELS]
+
+    def semis(self):
+        return [m for m in self.models if m.model in SEMI_MODELS]
+
+    def save_arrays(self):
+        """Per-example numbers (test order, --test-subset applied) in per_example.npz."""
+        from .fileio import atomic_path
+        if not self.arrays:
+            return
+        with atomic_path(os.path.join(self.out_dir, "per_example.npz")) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **self.arrays)
+
+    def progress(self, name, total, unit="examples"):
+        from .evaluation.progress import StepProgress
+        return StepProgress(name, total, unit, mode=self.opts.progress)
+
+    def timed(self, key, seconds):
+        self.results["timings"][key] = round(float(seconds), 2)
+
+    # likelihood
+    def likelihood(self):
+        from .evaluation.likelihood import importance_sampled_log_likelihood, summarize
+        for lm in self.vaes():
+            data = self.data(lm.dataset, lm.args.seed)
+            x, _ = self.test_split(data)
+            progress = self.progress(f"importance sampling {lm.model} (S={self.opts.samples})",
+                                     len(x))
+            per = importance_sampled_log_likelihood(lm, x, samples=self.opts.samples,
+                                                    seed=self.opts.seed,
+                                                    rows_per_batch=self.opts.rows_per_batch,
+                                                    progress=progress)
+            progress.finish()
+            summary = summarize(per, lm.kind)
+            for key in ("log_px", "mc_se", "elbo", "ess", "nan_samples", "extreme_0",
+                        "extreme_1"):
+                self.arrays[f"likelihood/{lm.dataset}/{lm.model}/{key}"] = per[key]
+            summary["n_test_total"] = int(len(data.test_x))
+            summary["mean_mc_se"] = float(np.nanmean(per["mc_se"]))
+            summary["elbo_below_is"] = _elbo_below(summary)
+            training_neg_elbo = lm.info["run"].get("test_neg_elbo")
+            if training_neg_elbo is not None:
+                summary["training_objective_test_neg_elbo"] = training_neg_elbo
+            self.results["likelihood"].setdefault(lm.dataset, {})[lm.model] = summary
+            self.timed(f"likelihood/{lm.dataset}/{lm.model}", per["seconds"])
+            _log(f"{lm.model}: -log p(x) = {_fmt(summary['mean_nll'])} +- "
+                 f"{_fmt(summary['se_nll'])} (median {_fmt(summary['median_nll'])}, "
+                 f"{summary['n_outliers']} outliers, {summary['nan_samples']} NaN samples) in "
+                 f"{per['seconds']:.1f}s")
+
+    # knn and active dimensions
+    def knn(self):
+        from .evaluation.knn import knn_errors
+        from .evaluation.latent_usage import (active_dimensions, mean_weight_per_dimension,
+                                              summarize_active_dimensions)
+        ks = sorted(set(self.opts.knn_k))
+        done_pixels = set()
+        for lm in self.vaes():
+            data = self.data(lm.dataset, lm.args.seed)
+            if data.train_y is None:
+                self.results["notes"].append(f"{lm.dataset}: no labels, no kNN")
+                continue
+            x_test, y_test = self.test_split(data)
+            rng = np.random.default_rng(self.opts.seed)
+            started = time.time()
+            progress = self.progress(f"codes of {lm.model}", len(data.train_x) + len(x_test))
+            tr_s, tr_m = lm.codes(data.train_x, rng, progress=progress)
+            progress.update(len(data.train_x))
+            te_s, te_m = lm.codes(x_test, rng)
+            progress.update(len(data.train_x) + len(x_test))
+            progress.finish()
+            self.timed(f"codes/{lm.dataset}/{lm.model}", time.time() - started)
+            entry = {}
+            for name, tr, te in (("sampled", tr_s, te_s), ("mean", tr_m, te_m)):
+                progress = self.progress(f"kNN {lm.model} {name} codes "
+                                         f"({len(tr):,} x {len(te):,})", len(te))
+                res = knn_errors(tr, data.train_y, te, y_test, ks, progress=progress)
+                progress.finish()
+                entry[name] = res
+                self.timed(f"knn/{lm.dataset}/{lm.model}/{name}", res["seconds"])
+            self.results["knn"].setdefault(lm.dataset, {})[lm.model] = entry
+            _log(f"{lm.model}: kNN error (sampled codes) "
+                 + ", ".join(f"k={k}: {100 * entry['sampled']['errors'][k]:.2f}%" for k in ks))
+            if lm.kind == "stick-breaking":
+                usage = {}
+                for name, codes in (("mean", te_m), ("sampled", te_s)):
+                    counts = active_dimensions(codes)
+                    self.arrays[f"active_dimensions/{lm.dataset}/{lm.model}/{name}"] = counts
+                    usage[name] = summarize_active_dimensions(counts, y_test)
+                    rotated = data.extras.get("test_rotated")
+                    if rotated is not None:
+                        rotated = np.asarray(rotated)[:len(counts)].astype(bool)
+                        usage[name]["rotated"] = float(np.mean(counts[rotated & (counts >= 0)]))
+                        usage[name]["upright"] = float(np.mean(counts[~rotated & (counts >= 0)]))
+                usage["mean_stick_weight"] = mean_weight_per_dimension(te_m)
+                self.results["active_dimensions"].setdefault(lm.dataset, {})[lm.model] = usage
+            if lm.dataset not in done_pixels:
+                done_pixels.add(lm.dataset)
+                progress = self.progress(f"kNN raw pixels ({len(data.train_x):,} x "
+                                         f"{len(x_test):,})", len(x_test))
+                res = knn_errors(data.train_x, data.train_y, x_test, y_test, ks,
+                                 progress=progress)
+                progress.finish()
+                self.results["knn"][lm.dataset]["raw_pixels"] = {"pixels": res}
+                self.timed(f"knn/{lm.dataset}/raw_pixels", res["seconds"])
+                _log("raw pixels: kNN error "
+                     + ", ".join(f"k={k}: {100 * res['errors'][k]:.2f}%" for k in ks))
+
+    # semi-supervised
+    def semisup(self):
+        from .experiments import split_labels
+        from .evaluation.knn import knn_errors
+        runs = {}
+        for lm in self.semis():
+            data = self.data(lm.dataset, lm.args.seed)
+            x_test, y_test = self.test_split(data)
+            started = time.time()
+            probs = lm.label_probs(x_test)
+            pred = np.argmax(probs, axis=1)
+            self.arrays[f"semisup/{lm.dataset}/{lm.model}/{lm.info['labels_percent']}/"
+                        f"{os.path.basename(lm.path)}/predictions"] = pred
+            err = float(np.mean(pred != y_test))
+            key = (lm.dataset, lm.model, lm.info["labels_percent"])
+            runs.setdefault(key, []).append({"path": lm.info["path"], "error": err,
+                                             "n_errors": int(np.sum(pred != y_test)),
+                                             "n_test": int(len(y_test)),
+                                             "best_epoch": lm.info["best_epoch"],
+                                             "training_test_score":
+                                                 lm.info["run"].get("test_score")})
+            self.timed(f"semisup/{lm.dataset}/{lm.model}/{lm.info['labels_percent']}%/"
+                       f"{len(runs[key])}", time.time() - started)
+            _log(f"{lm.model} ({lm.info['labels_percent']} % labels): test error "
+                 f"{100 * err:.2f}%")
+        for (dataset, model, pct), rs in runs.items():
+            errs = np.array([r["error"] for r in rs])
+            self.results["semisup"].setdefault(dataset, {}).setdefault(model, {})[str(pct)] = {
+                "runs": rs, "mean": float(errs.mean()),
+                "std": float(errs.std(ddof=1)) if len(errs) > 1 else None, "n_runs": len(rs)}
+        # the kNN (k = 5) pixel baseline with the same fraction of labels
+        datasets = sorted({(m.dataset, int(m.args.seed)) for m in self.models})
+        for dataset, seed in datasets:
+            data = self.data(dataset, seed)
+            if data.train_y is None:
+                continue
+            x_test, y_test = self.test_split(data)
+            started = time.time()
+            baseline = {}
+            for pct in LABEL_PERCENTS:
+                errs = []
+                for d in range(self.opts.knn_draws):
+                    labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100, 100,
+                                                     label_seed_of(seed + d))
+                    res = knn_errors(data.train_x[labelled], data.train_y[labelled], x_test,
+                                     y_test, (5,))
+                    errs.append(res["errors"][5])
+                errs = np.array(errs)
+                baseline[str(pct)] = {"errors": errs, "mean": float(errs.mean()),
+                                      "std": float(errs.std(ddof=1)) if len(errs) > 1 else None,
+                                      "n_labelled": int(len(labelled)), "draws": len(errs)}
+                _log(f"kNN (k=5) pixels, {pct} % labels: {100 * errs.mean():.2f}%")
+            self.results["semisup_knn_baseline"][dataset] = baseline
+            self.timed(f"semisup/{dataset}/knn_pixels_k5", time.time() - started)
+
+    # figures
+    def figures(self):
+        from . import figures
+        from .evaluation.latent_usage import decoder_weight_norms
+        from .evaluation.loading import learning_curve
+        from .published import dataset_name, model_name
+        if not figures.available():
+            self.results["figures"] = {"skipped": "matplotlib is not installed: "
+                                                  + figures.INSTALL_HINT}
+            _log("figures skipped: matplotlib is not installed (" + figures.INSTALL_HINT + ")")
+            return
+        fig_dir = os.path.join(self.out_dir, "figures")
+        os.makedirs(fig_dir, exist_ok=True)
+        made = {}
+        started = time.time()
+        by_dataset = {}
+        for lm in self.vaes():
+            by_dataset.setdefault(lm.dataset, []).append(lm)
+        for dataset, lms in by_dataset.items():
+            curves = {}
+            for lm in lms:
+                curve = learning_curve(lm.path)
+                if curve is not None:
+                    curves[model_name(lm.model)] = curve
+            if curves:
+                path = os.path.join(fig_dir, f"learning_curves_{dataset}.png")
+                figures.learning_curves(curves, path, f"{dataset_name(dataset)}: validation "
+                                                      f"reconstruction NLL per epoch")
+                made[f"learning_curves_{dataset}"] = path
+            panels = []
+            for lm in lms:
+                usage = self.results["active_dimensions"].get(dataset, {}).get(lm.model, {})
+                panels.append({"title": f"{model_name(lm.model)} ({dataset_name(dataset)})",
+                               "row_norms": decoder_weight_norms(lm),
+                               "mean_weight": usage.get("mean_stick_weight")
+                               if lm.kind == "stick-breaking" else None})
+                if lm.kind == "stick-breaking" and usage.get("mean_stick_weight") is None:
+                    panels[-1]["mean_weight"] = self._mean_stick_weight(lm)
+            path = os.path.join(fig_dir, f"latent_usage_{dataset}.png")
+            figures.latent_usage(panels, path)
+            made[f"latent_usage_{dataset}"] = path
+            data = self.data(dataset, lms[0].args.seed)
+            if data.image_shape is None:
+                continue
+            for lm in lms:
+                rng = np.random.default_rng(self.opts.seed)
+                prior = _prior_codes(lm, rng, 100)
+                images = lm.decode_mean(prior)
+                path = os.path.join(fig_dir, f"prior_samples_{lm.model}_{dataset}.png")
+                figures.image_grid(images, data.image_shape, path,
+                                   f"{model_name(lm.model)}: samples from the prior (means)")
+                made[f"prior_samples_{lm.model}_{dataset}"] = path
+                x = data.test_x[:30]
+                _, mean_codes = lm.codes(x, rng)
+                recon = lm.decode_mean(mean_codes)
+                path = os.path.join(fig_dir, f"reconstructions_{lm.model}_{dataset}.png")
+                figures.reconstructions(x, recon, data.image_shape, path,
+                                        f"{model_name(lm.model)}: test digits (odd rows) and "
+                                        f"reconstructions from the posterior mean (even rows)")
+                made[f"reconstructions_{lm.model}_{dataset}"] = path
+        self.results["figures"] = {k: os.path.relpath(v, self.out_dir) for k, v in made.items()}
+        self.timed("figures", time.time() - started)
+
+    def _mean_stick_weight(self, lm):
+        from .evaluation.latent_usage import mean_weight_per_dimension
+        data = self.data(lm.dataset, lm.args.seed)
+        x, _ = self.test_split(data)
+        _, means = lm.codes(x, np.random.default_rng(self.opts.seed))
+        return mean_weight_per_dimension(means)
+
+
+def _prior_codes(lm, rng, n):
+    """Codes from the prior: stick weights of Beta(1, alpha0) fractions, or N(0, I) draws."""
+    from .stick_breaking import stick_breaking_numpy
+    size = lm.latent_size
+    if lm.kind == "stick-breaking":
+        v = rng.beta(1.0, float(lm.args.alpha0), size=(n, size - 1))
+        return stick_breaking_numpy(v)
+    return rng.standard_normal((n, size))
+
+
+def _elbo_below(summary):
+    """Whether the mean ELBO is below the IS estimate of log p(x) (up to one standard error)."""
+    try:
+        elbo, nll = float(summary["mean_elbo"]), float(summary["mean_nll_finite"])
+        se = float(summary["se_nll_finite"])
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(elbo) and math.isfinite(nll)):
+        return None
+    return bool(elbo <= -nll + (se if math.isfinite(se) else 0.0))
+
+
+# -- cells: measured vs published -----------------------------------------------------------
+
+def _fmt(v, digits=2):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    if abs(v) >= 1e6:
+        return f"{v:.3g}"
+    return f"{v:.{digits}f}"
+
+
+def verdict(measured, published, tolerance):
+    """``agrees`` / ``better`` / ``worse`` (lower is better), or the reason there is none."""
+    if measured is None:
+        return "not measured"
+    if published is None:
+        return "no published number"
+    if not math.isfinite(measured):
+        return "not finite"
+    diff = measured - published
+    if abs(diff) <= tolerance:
+        return "agrees"
+    return "better (lower)" if diff < 0 else "worse (higher)"
+
+
+def build_cells(results, opts):
+    """One row per published cell of the requested tables, plus measured-only rows."""
+    from .published import records
+    cells = []
+    tables = set(opts.table)
+
+    def add(table, dataset, model, setting, measured, measured_pm, published, tolerance,
+            note=""):
+        pub_value = None if published is None else published.value
+        pub_pm = None if published is None else published.pm
+        if published is not None and published.pm is not None and table != "likelihood":
+            tolerance = max(tolerance, 2 * published.pm)
+        diff = (None if measured is None or pub_value is None or not math.isfinite(measured)
+                else measured - pub_value)
+        cells.append({"table": table, "dataset": dataset, "model": model, "setting": setting,
+                      "published": pub_value, "published_pm": pub_pm, "measured": measured,
+                      "measured_pm": measured_pm, "difference": diff, "tolerance": tolerance,
+                      "verdict": verdict(measured, pub_value, tolerance), "note": note})
+
+    if "likelihood" in tables:
+        measured_keys = set()
+        lik = results["likelihood"]
+        for rec in records("likelihood"):
+            s = lik.get(rec.dataset, {}).get(rec.model)
+            m, pm = _likelihood_measured(s)
+            measured_keys.add((rec.dataset, rec.model))
+            note = "" if rec.model in VAE_MODELS else "not implemented in this package"
+            add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats, note)
+        for dataset, models in lik.items():
+            for model, s in models.items():
+                if (dataset, model) not in measured_keys:
+                    m, pm = _likelihood_measured(s)
+                    add("likelihood", dataset, model, {}, m, pm, None, opts.tolerance_nats)
+    if "knn" in tables:
+        knn = results["knn"]
+        seen = set()
+        for rec in records("knn"):
+            k = rec.setting["k"]
+            entry = knn.get(rec.dataset, {}).get(rec.model, {})
+            kind = "pixels" if rec.model == "raw_pixels" else "sampled"
+            m = _knn_measured(entry.get(kind), k)
+            seen.add((rec.dataset, rec.model, kind, k))
+            add("knn", rec.dataset, rec.model, {"k": k, "codes": kind}, m, None, rec,
+                opts.tolerance_pp)
+        for dataset, models in knn.items():
+            for model, entry in models.items():
+                for kind, res in entry.items():
+                    for k in sorted(int(x) for x in res["errors"]):
+                        if (dataset, model, kind, k) not in seen:
+                            add("knn", dataset, model, {"k": k, "codes": kind},
+                                _knn_measured(res, k), None, None, opts.tolerance_pp)
+    if "semisup" in tables:
+        ss, base = results["semisup"], results["semisup_knn_baseline"]
+        seen = set()
+        for rec in records("semisup"):
+            pct = str(rec.setting["labels_percent"])
+            if rec.model == "knn_pixels_k5":
+                entry = base.get(rec.dataset, {}).get(pct)
+            else:
+                entry = ss.get(rec.dataset, {}).get(rec.model, {}).get(pct)
+            m, pm = _semisup_measured(entry)
+            seen.add((rec.dataset, rec.model, pct))
+            add("semisup", rec.dataset, rec.model, {"labels_percent": int(pct)}, m, pm, rec,
+                opts.tolerance_pp)
+        for dataset, models in ss.items():
+            for model, by_pct in models.items():
+                for pct, entry in by_pct.items():
+                    if (dataset, model, pct) not in seen:
+                        m, pm = _semisup_measured(entry)
+                        add("semisup", dataset, model, {"labels_percent": int(pct)}, m, pm,
+                            None, opts.tolerance_pp)
+    return cells
+
+
+def _likelihood_measured(summary):
+    if summary is None:
+        return None, None
+    m = summary["mean_nll"]
+    m = float(m) if not isinstance(m, str) else float(m)
+    se = summary["se_nll"]
+    return m, (None if se is None else float(se))
+
+
+def _knn_measured(res, k):
+    if res is None:
+        return None
+    errors = res["errors"]
+    v = errors.get(k, errors.get(str(k)))
+    return None if v is None else 100.0 * float(v)
+
+
+def _semisup_measured(entry):
+    if entry is None:
+        return None, None
+    std = entry.get("std")
+    return 100.0 * entry["mean"], (None if std is None else 100.0 * std)
+
+
+# -- the report ---------------------------------------------------------------------------
+
+def _setting_text(setting):
+    parts = []
+    if "k" in setting:
+        parts.append(f"k = {setting['k']}")
+    if "codes" in setting:
+        parts.append({"sampled": "sampled codes", "mean": "posterior-mean codes",
+                      "pixels": "pixels"}[setting["codes"]])
+    if "labels_percent" in setting:
+        parts.append(f"{setting['labels_percent']} % labels")
+    return ", ".join(parts)
+
+
+def _pm(v, pm, digits=2):
+    if v is None:
+        return "not measured"
+    return _fmt(v, digits) + (f" ± {_fmt(pm, digits)}" if pm is not None else "")
+
+
+def render_report(results, cells, opts, meta):
+    from .published import dataset_name, model_name, paper
+    from .figures import INSTALL_HINT
+    lines = []
+    w = lines.append
+    w("# Reproduction report: measured vs published")
+    w("")
+    w(f"Paper: {paper()}.")
+    w("")
+    w(f"* date (UTC): {meta['date']}")
+    w(f"* command: `{meta['command']}`")
+    m = meta["machine"]
+    w(f"* machine: {m['node']}, {m['cpu']}, {m['cpu_count']} cores, {m['platform']}, "
+      f"Python {m['python']}; load average at start {m['load_average_at_start']} "
+      f"(timings are wall times on this shared machine)")
+    w(f"* software: stick_breaking_dgms {meta['package_version']}, Aesara "
+      f"{meta['aesara_version']}, BLAS threads {meta['blas_threads']}"
+      + (f", git commit {meta['git']['commit'][:12]}"
+         + (" with local changes" if meta['git'].get('local_changes') else "")
+         if meta.get("git") else ""))
+    test_note = (f"the first {opts.test_subset:,} test examples" if opts.test_subset
+                 else "the whole test set")
+    w(f"* evaluation: {test_note}; {opts.samples} importance samples per example; "
+      f"evaluation seed {opts.seed}")
+    w(f"* tolerances: -log p(x) agrees when |measured - published| <= {opts.tolerance_nats:g} "
+      f"nats; error rates when |measured - published| <= {opts.tolerance_pp:g} percentage "
+      f"points, or twice the published ± where that is larger. Otherwise the verdict says "
+      f"whether ours is better (lower) or worse (higher).")
+    w("")
+    w("## Checkpoints evaluated")
+    w("")
+    if results["checkpoints"]:
+        w("| model | data set | network | best epoch | best valid score | run status | file |")
+        w("|---|---|---|---|---|---|---|")
+        for c in results["checkpoints"]:
+            run = c.get("run", {})
+            status = run.get("status", "no metrics file")
+            if status == "running":
+                status = (f"**still running** ({run.get('epochs_done', '?')} epochs done; "
+                          f"best parameters so far)")
+            extra = (f", {c['labels_percent']} % labels" if "labels_percent" in c else "")
+            score = c.get("best_valid_score")
+            w(f"| {model_name(c['model'])}{extra} | {dataset_name(c['dataset'])} | "
+              f"{c['hidden']}, latent {c['latent_size']} | {c.get('best_epoch')} | "
+              f"{_fmt(score, 4) if score is not None else '—'} | {status} | "
+              f"`{os.path.basename(c['path'])}` |")
+    else:
+        w("None.")
+    w("")
+    w("## Measured vs published")
+    for table, title, unit in (("likelihood", "Marginal likelihood: test -log p(x)", "nats"),
+                               ("knn", "kNN test error on latent codes", "%"),
+                               ("semisup", "Semi-supervised test error", "%")):
+        rows = [c for c in cells if c["table"] == table]
+        if table not in opts.table:
+            continue
+        w("")
+        w(f"### {title} ({unit}, lower is better)")
+        w("")
+        if table == "likelihood":
+            w(f"Importance sampling with S = {opts.samples}; measured ± is the standard error "
+              f"of the test-set mean. The mean is over every example (outliers included; see "
+              f"the diagnostics below).")
+        elif table == "knn":
+            w("The paper's protocol classifies sampled latent codes; posterior-mean codes are "
+              "measured besides (no published number). Ties: equal distances go to the lower "
+              "training index; equal votes to the tied label with the best-ranked neighbour.")
+        else:
+            w("Test error of argmax q(y | x) with the best validation parameters; ± is the "
+              "standard deviation over runs (none for a single run). The kNN (k = 5) baseline "
+              f"classifies pixels with the labelled fraction of the training set only "
+              f"({opts.knn_draws} label draws).")
+        w("")
+        w("| model | data set | setting | published | measured | difference | verdict |")
+        w("|---|---|---|---|---|---|---|")
+        for c in rows:
+            note = f" ({c['note']})" if c["note"] and c["measured"] is None else ""
+            published = ("—" if c["published"] is None
+                         else _pm(c["published"], c["published_pm"]))
+            diff = "—" if c["difference"] is None else f"{c['difference']:+.2f}"
+            w(f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | "
+              f"{_setting_text(c['setting']) or '—'} | {published} | "
+              f"{_pm(c['measured'], c['measured_pm'])}{note} | {diff} | {c['verdict']} |")
+    lik = results["likelihood"]
+    if lik:
+        w("")
+        w("## Importance-sampling diagnostics")
+        w("")
+        w("Outliers: examples with -log p(x) above Q3 + 3 IQR of the test set, or not finite. "
+          "They stay in the reported mean; the mean without them is shown beside it. "
+          "NaN samples are left out of an example's sum (and counted here); an example whose "
+          "estimate is not finite is counted and left out of the 'finite' mean only.")
+        w("")
+        w("| model | data set | n | mean ± SE | mean of finite | median | outliers | "
+          "mean without outliers | MC ELBO ± SE | ELBO <= IS | NaN samples | zero-weight "
+          "samples | mean ESS | time |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for dataset, models in lik.items():
+            for model, s in models.items():
+                w(f"| {model_name(model)} | {dataset_name(dataset)} | {s['n']:,} | "
+                  f"{_fmt(s['mean_nll'])} ± {_fmt(s['se_nll'])} | "
+                  f"{_fmt(s['mean_nll_finite'])} ({s['n_finite']:,} finite) | "
+                  f"{_fmt(s['median_nll'])} | {s['n_outliers']} | "
+                  f"{_fmt(s['mean_nll_without_outliers'])} | "
+                  f"{_fmt(_negated(s['mean_elbo']))} ± {_fmt(s['se_elbo'])} | "
+                  f"{_yesno(s.get('elbo_below_is'))} | "
+                  f"{s['nan_samples']} | {s['zero_weight_samples']} | {_fmt(s['mean_ess'], 1)} | "
+                  f"{_fmt(s['seconds'], 1)} s |")
+        w("")
+        w("(The MC ELBO column is the negative ELBO, -mean_s log w, from the same draws.)")
+        for dataset, models in lik.items():
+            for model, s in models.items():
+                if s["outliers"]:
+                    w("")
+                    w(f"Worst outliers of {model_name(model)} on {dataset_name(dataset)} "
+                      f"(test index, -log p(x), smallest posterior parameters):")
+                    w("")
+                    for o in s["outliers"]:
+                        params = ", ".join(f"{k} {_short(v)}" for k, v in o.items()
+                                           if k not in ("index", "nll", "nan_samples"))
+                        w(f"* #{o['index']}: {_fmt(o['nll'])} ({params}; "
+                          f"{o['nan_samples']} NaN samples)")
+                if "training_objective_test_neg_elbo" in s:
+                    w("")
+                    w(f"{model_name(model)} on {dataset_name(dataset)}: the training run's "
+                      f"test negative ELBO (its own objective, one sample, the KL as "
+                      f"configured) was {_fmt(s['training_objective_test_neg_elbo'])}.")
+    usage = results["active_dimensions"]
+    if usage:
+        w("")
+        w("## Active dimensions (SB-VAE)")
+        w("")
+        w("Sticks needed to cover 99 % of the stick (a stick counts while the remaining stick "
+          "before it exceeds 0.01), on the test set.")
+        w("")
+        w("| model | data set | codes | mean | median | min–max | per class (mean) |")
+        w("|---|---|---|---|---|---|---|")
+        for dataset, models in usage.items():
+            for model, u in models.items():
+                for kind in ("mean", "sampled"):
+                    s = u[kind]
+                    per = ", ".join(f"{k}: {v:.1f}" for k, v in s.get("per_class", {}).items())
+                    extra = ""
+                    if "rotated" in s:
+                        extra = f"; rotated {s['rotated']:.1f}, upright {s['upright']:.1f}"
+                    w(f"| {model_name(model)} | {dataset_name(dataset)} | "
+                      f"{'posterior mean' if kind == 'mean' else 'sampled'} | "
+                      f"{_fmt(s['mean'])} | {_fmt(s['median'], 1)} | {s['min']}–{s['max']} | "
+                      f"{per}{extra} |")
+    figs = results["figures"]
+    w("")
+    w("## Figures")
+    w("")
+    if isinstance(figs, dict) and "skipped" in figs:
+        w(f"Not made: {figs['skipped']}. Install matplotlib ({INSTALL_HINT}) and run the "
+          f"command again to get them.")
+    elif not figs:
+        w("None (no VAE checkpoint, or --no-figures).")
+    else:
+        for key, rel in figs.items():
+            w(f"* {key}: [`{rel}`]({rel})")
+        for key, rel in figs.items():
+            w("")
+            w(f"![{key}]({rel})")
+    w("")
+    w("## Wall times")
+    w("")
+    w("| step | seconds |")
+    w("|---|---|")
+    for key, sec in results["timings"].items():
+        w(f"| {key} | {sec:.1f} |")
+    if results["notes"]:
+        w("")
+        w("## Notes")
+        w("")
+        for n in results["notes"]:
+            w(f"* {n}")
+    w("")
+    w("All numbers are in `results.json` beside this file; per-example values (log p(x) "
+      "estimates and their Monte Carlo errors, active dimensions, predicted labels, in test "
+      "order) in `per_example.npz`.")
+    return "\n".join(lines) + "\n"
+
+
+def _negated(v):
+    if isinstance(v, str):
+        return {"inf": "-inf", "-inf": "inf"}.get(v, v)
+    return None if v is None else -float(v)
+
+
+def _short(v):
+    return v if isinstance(v, str) else f"{float(v):.3g}"
+
+
+def _yesno(v):
+    return "—" if v is None else ("yes" if v else "**no**")
+
+
+# -- main ---------------------------------------------------------------------------------
+
+def main(argv=None):
+    """Run the command; return the exit code."""
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.train and opts.max_epoch is None:
+        parser.error("--train needs --max-epoch N (the paper's runs stop early, after up to "
+                     "2000 epochs)")
+    if not opts.checkpoints and not opts.train:
+        parser.error("give best-parameters files or folders, or --train MODEL --max-epoch N")
+    argv_list = sys.argv[1:] if argv is None else list(argv)
+    command = "python -m stick_breaking_dgms.reproduce " + " ".join(shlex.quote(a)
+                                                                     for a in argv_list)
+    from . import backend
+    threads = backend.configure_blas_threads(opts.blas_threads)
+    from .checkpoints import CheckpointError
+    from .datasets import DatasetError
+    from .evaluation.loading import find_checkpoints
+    try:
+        paths = find_checkpoints(opts.checkpoints) if opts.checkpoints else []
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out_dir = reserve_folder(opts.out)
+    if os.path.normpath(out_dir) != os.path.normpath(opts.out):
+        _log(f"{opts.out} exists: writing the report to {out_dir}")
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command, "machine": machine_description(),
+            "package_version": __version__, "aesara_version": backend.version,
+            "blas_threads": threads, "git": git_commit(),
+            "options": {k: v for k, v in vars(opts).items()}}
+    ev = Evaluation(opts, out_dir)
+    results_path = os.path.join(out_dir, "results.json")
+
+    def save():
+        ev.results["cells"] = build_cells(ev.results, opts)
+        write_text(results_path, json.dumps(jsonable({"meta": meta, **ev.results}), indent=1,
+                                            sort_keys=False) + "\n")
+
+    started = time.time()
+    try:
+        if opts.train:
+            t0 = time.time()
+            paths += train_runs(opts)
+            ev.timed("training", time.time() - t0)
+        ev.load(paths)
+        steps = [("likelihood", ev.likelihood), ("knn", ev.knn), ("semisup", ev.semisup)]
+        for name, step in steps:
+            if name in opts.table:
+                _log(f"== {name}")
+                step()
+                save()
+        if not opts.no_figures:
+            _log("== figures")
+            ev.figures()
+        ev.timed("total", time.time() - started)
+        save()
+        ev.save_arrays()
+    except (ReproduceError, CheckpointError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        save()
+        return 1
+    report = render_report(jsonable(ev.results), ev.results["cells"], opts, meta)
+    write_text(os.path.join(out_dir, "report.md"), report)
+    _log(f"report: {os.path.join(out_dir, 'report.md')}")
+    return 0
+
+
+def console():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

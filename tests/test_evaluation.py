@@ -1,0 +1,315 @@
+"""Evaluations: importance sampling against closed forms, kNN and active dimensions by hand."""
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+from scipy.stats import multivariate_normal
+
+from stick_breaking_dgms.evaluation.knn import knn_classify, knn_errors, nearest_neighbours, vote
+from stick_breaking_dgms.evaluation.latent_usage import (active_dimensions,
+                                                         summarize_active_dimensions)
+from stick_breaking_dgms.evaluation.likelihood import log_mean_exp, summarize
+
+
+# -- kNN ---------------------------------------------------------------------------------
+
+# One-dimensional training set; every test point below is chosen to hit a tie.
+TRAIN_X = np.array([[0.0], [1.0], [-1.0], [2.0], [-2.0], [3.0]])
+TRAIN_Y = np.array([0, 1, 2, 1, 2, 0])
+
+
+def test_equal_distances_go_to_the_lower_training_index():
+    # 0.5 is at distance 0.5 from #0 (x=0) and #1 (x=1); 1.5 from #2 (x=-1) and #3 (x=2)
+    idx, dist, _, _ = nearest_neighbours(TRAIN_X, np.array([[0.5]]), 4)
+    assert idx.tolist() == [[0, 1, 2, 3]]
+    np.testing.assert_allclose(dist, [[0.5, 0.5, 1.5, 1.5]])
+    # the tie at the k-th place is cut by index too: #2 in, #3 out
+    idx, _, _, _ = nearest_neighbours(TRAIN_X, np.array([[0.5]]), 3)
+    assert idx.tolist() == [[0, 1, 2]]
+
+
+def test_equal_votes_go_to_the_label_of_the_best_ranked_neighbour():
+    # neighbours of 0.5, nearest first: #0 (0), #1 (1), #2 (2), #3 (1)
+    preds, bad = knn_classify(TRAIN_X, TRAIN_Y, np.array([[0.5], [10.0]]), ks=(1, 2, 3, 4))
+    # k=2: labels 0 and 1 tie with one vote each -> 0, the label of the nearest
+    # k=3: 0, 1, 2 tie -> 0;  k=4: label 1 has two votes -> 1
+    assert [preds[k][0] for k in (1, 2, 3, 4)] == [0, 0, 0, 1]
+    # 10.0: neighbours #5 (0), #3 (1), #1 (1): k=2 tie -> 0 (nearest), k=3 -> 1 (majority)
+    assert [preds[k][1] for k in (1, 2, 3)] == [0, 0, 1]
+    assert bad == {"bad_train": 0, "bad_test": 0}
+
+
+def test_vote_breaks_ties_by_rank_not_by_label_value():
+    # labels 2 and 1 tie (two votes each); 2 holds the nearest neighbour
+    assert vote(np.array([[2, 1, 1, 2, 0]]), 3).tolist() == [2]
+    assert vote(np.array([[1, 2, 2, 1, 0]]), 3).tolist() == [1]
+
+
+def test_knn_errors_by_hand_and_non_finite_rows_are_counted():
+    test_x = np.array([[0.5], [10.0], [-1.9], [np.nan]])
+    test_y = np.array([1, 1, 2, 0])
+    res = knn_errors(TRAIN_X, TRAIN_Y, test_x, test_y, ks=(1, 3))
+    # k=1: predictions 0, 0, 2, none -> errors on rows 0, 1, 3
+    # k=3: neighbours of -1.9 are #4 (2), #2 (2), #0 (0) -> 2;  predictions 0, 1, 2, none
+    assert res["n_errors"] == {1: 3, 3: 2}
+    assert res["errors"][3] == pytest.approx(0.5)
+    assert res["bad_test"] == 1
+    # a training row with a NaN is never a neighbour, and is counted
+    train = np.vstack([TRAIN_X, [[np.nan]]])
+    idx, _, bad_train, _ = nearest_neighbours(train, np.array([[0.0]]), 6)
+    assert 6 not in idx[0] and bad_train.sum() == 1
+
+
+def test_knn_matches_brute_force_with_many_ties():
+    rng = np.random.default_rng(0)
+    train = np.round(rng.standard_normal((3000, 3)) * 2) / 2  # a coarse grid: many ties
+    test = np.round(rng.standard_normal((200, 3)) * 2) / 2
+    d = ((test[:, None, :] - train[None, :, :]) ** 2).sum(-1)
+    expected = np.argsort(d, axis=1, kind="stable")[:, :10]
+    idx, dist, _, _ = nearest_neighbours(train, test, 10, block_bytes=8 * 3000 * 37)
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(dist ** 2, np.take_along_axis(d, expected, axis=1), atol=1e-12)
+
+
+# -- active dimensions --------------------------------------------------------------------
+
+def test_active_dimensions_by_hand():
+    pi = np.array([
+        [1.0, 0.0, 0.0, 0.0],        # one stick covers everything
+        [0.5, 0.495, 0.004, 0.001],  # remaining before stick 3: 0.005 <= 0.01 -> 2
+        [0.5, 0.48, 0.015, 0.005],   # remaining before 3: 0.02, before 4: 0.005 -> 3
+        [0.25, 0.25, 0.25, 0.25],    # remaining before 4: 0.25 -> all 4
+        [0.5, 0.49, 0.0, 0.01],      # remaining before 3 is exactly 0.01: not counted -> 2
+        [np.nan, 0.5, 0.25, 0.25],   # non-finite: -1, never counted in the means
+    ])
+    counts = active_dimensions(pi)
+    assert counts.tolist() == [1, 2, 3, 4, 2, -1]
+    summary = summarize_active_dimensions(counts, labels=np.array([0, 0, 1, 1, 1, 0]))
+    assert summary["mean"] == pytest.approx(12 / 5)
+    assert summary["n_invalid"] == 1
+    assert summary["per_class"] == {"0": pytest.approx(1.5), "1": pytest.approx(3.0)}
+    assert active_dimensions(pi[:5], coverage=0.5).tolist() == [1, 1, 1, 2, 1]
+
+
+# -- importance sampling: bookkeeping -----------------------------------------------------
+
+def test_log_mean_exp_counts_every_non_finite_sample():
+    log_w = np.array([[0.0, 0.0, 0.0, 0.0],
+                      [0.0, -np.inf, 0.0, 0.0],
+                      [0.0, np.nan, 0.0, 0.0],
+                      [np.nan, np.nan, np.nan, np.nan],
+                      [1000.0, 1000.0, -np.inf, np.inf]])
+    est, n_nan, n_ninf, n_pinf = log_mean_exp(log_w)
+    np.testing.assert_allclose(est[:3], [0.0, math.log(0.75), math.log(0.75)])
+    assert np.isneginf(est[3]) and np.isposinf(est[4])
+    assert n_nan.tolist() == [0, 0, 1, 4, 0]
+    assert n_ninf.tolist() == [0, 1, 0, 0, 1]
+    assert n_pinf.tolist() == [0, 0, 0, 0, 1]
+
+
+def test_summary_reports_outliers_without_dropping_them():
+    n = 101
+    log_px = -np.full(n, 100.0) - np.linspace(-5, 5, n)
+    log_px[7] = -6e34  # a faithful-KL model's outlier (REFERENCE section 9)
+    log_px[9] = np.nan  # an example with no finite weight at all
+    per = {"log_px": log_px, "elbo": log_px - 1, "ess": np.full(n, 50.0),
+           "nan_samples": np.zeros(n, int), "zero_weight_samples": np.zeros(n, int),
+           "inf_samples": np.zeros(n, int), "log_lik": np.zeros(n),
+           "extreme_0": np.ones(n), "extreme_1": np.where(np.arange(n) == 7, 5e-37, 1.0),
+           "samples": 100, "seconds": 1.0}
+    per["nan_samples"][9] = 100
+    s = summarize(per)
+    assert s["n"] == n and s["n_nonfinite"] == 1 and s["n_outliers"] == 2
+    assert s["mean_nll"] == "nan"  # the mean over every example is not finite: said so
+    nll = -log_px
+    assert s["mean_nll_finite"] == pytest.approx(np.mean(nll[np.isfinite(nll)]))
+    assert s["mean_nll_finite"] > 5e32  # the outlier is in the mean, not averaged away
+    assert s["median_nll"] == pytest.approx(100.0, abs=0.2)
+    assert s["mean_nll_without_outliers"] == pytest.approx(100.0, abs=0.2)
+    assert [o["index"] for o in s["outliers"]] == [9, 7]
+    assert s["outliers"][1]["min_b"] == pytest.approx(5e-37)
+    assert s["nan_samples"] == 100 and s["examples_with_nan_samples"] == 1
+
+
+# -- the log-space Kumaraswamy draw ----------------------------------------------------------
+
+def _log_draw(a, b, u):
+    from stick_breaking_dgms.backend import at, function
+    from stick_breaking_dgms.distributions import kumaraswamy_log_draw_expr
+    av, bv, uv = (at.dvector(n) for n in "abu")
+    f = function([av, bv, uv], list(kumaraswamy_log_draw_expr(av, bv, at.log(uv))))
+    return f(np.asarray(a, float), np.asarray(b, float), np.asarray(u, float))
+
+
+def test_log_space_draw_matches_direct_formula_and_stays_finite_at_extremes():
+    rng = np.random.default_rng(0)
+    a, b, u = rng.uniform(0.3, 5, 200), rng.uniform(0.3, 5, 200), rng.uniform(0.01, 0.99, 200)
+    log_v, log_1m_v, log_1m_va = _log_draw(a, b, u)
+    v = (1 - u ** (1 / b)) ** (1 / a)
+    np.testing.assert_allclose(log_v, np.log(v), rtol=1e-10)
+    np.testing.assert_allclose(log_1m_v, np.log1p(-v), rtol=1e-8)
+    np.testing.assert_allclose(log_1m_va, np.log1p(-v ** a), rtol=1e-10)
+    # b = 5e-37: v rounds to 1 in float64, log(1 - v) = log(u)/b - log(a) to leading order
+    a, b, u = np.array([1.0, 0.3]), np.array([5e-37, 5e-37]), np.array([0.5, 0.9])
+    log_v, log_1m_v, log_1m_va = _log_draw(a, b, u)
+    assert np.all(np.isfinite(log_1m_v))
+    np.testing.assert_allclose(log_1m_v, np.log(u) / b - np.log(a), rtol=1e-12)
+    # a tiny: v rounds to 0, log v is huge and finite, log(1 - v) = 0
+    log_v, log_1m_v, _ = _log_draw([1e-30], [2.0], [0.5])
+    np.testing.assert_allclose(log_v, np.log1p(-np.sqrt(0.5)) / 1e-30, rtol=1e-12)
+    assert log_1m_v[0] == 0.0
+
+
+# -- importance sampling against closed forms -------------------------------------------------
+
+def _set(net, name, value):
+    var = net.params[name]
+    var.set_value(np.asarray(value, dtype=var.dtype))
+
+
+@pytest.fixture(scope="module")
+def linear_gaussian():
+    """A Gauss-VAE with identity activations: x = z A + c + noise, p(x) = N(c, A'A + I).
+
+    The encoder is set to the exact posterior (A's rows are orthogonal, so it is diagonal):
+    h = [x - c, 1], mu = (x - c) A' Sigma, log sigma = log sqrt(Sigma).
+    """
+    from stick_breaking_dgms.evaluation.loading import LoadedModel
+    from stick_breaking_dgms.models import VAE
+    rng = np.random.default_rng(0)
+    d, l = 5, 2
+    net = VAE(d, [d + 1], [False], "identity", "gaussian", l, "gaussian", seed=0)
+    q, _ = np.linalg.qr(rng.standard_normal((d, l)))
+    scales = np.array([1.5, 0.7])
+    A = (q * scales).T
+    c = rng.standard_normal(d)
+    sigma2 = 1 / (1 + scales ** 2)
+    enc_w = np.zeros((d, d + 1))
+    enc_w[:, :d] = np.eye(d)
+    _set(net, "encoder/0/W", enc_w)
+    _set(net, "encoder/0/b", np.r_[-c, 1.0])
+    w_mu = np.zeros((d + 1, l))
+    w_mu[:d] = A.T * sigma2
+    w_sigma = np.zeros((d + 1, l))
+    w_sigma[d] = 0.5 * np.log(sigma2)
+    _set(net, "latent/W_mu", w_mu)
+    _set(net, "latent/W_sigma", w_sigma)
+    dec0 = np.zeros((l, d + 1))
+    dec0[:, :d] = A
+    dec1 = np.zeros((d + 1, d))
+    dec1[:d] = np.eye(d)
+    _set(net, "decoder/0/W", dec0)
+    _set(net, "decoder/0/b", np.zeros(d + 1))
+    _set(net, "decoder/1/W", dec1)
+    _set(net, "decoder/1/b", c)
+    x = rng.multivariate_normal(c, np.eye(d) + A.T @ A, size=200)
+    true = multivariate_normal(c, np.eye(d) + A.T @ A).logpdf(x)
+    return LoadedModel(None, "gauss_vae", net, None, {}, "float32"), x, true, w_mu, w_sigma
+
+
+def test_importance_sampling_is_exact_with_the_exact_posterior(linear_gaussian):
+    from stick_breaking_dgms.evaluation.likelihood import importance_sampled_log_likelihood
+    lm, x, true, _, _ = linear_gaussian
+    res = importance_sampled_log_likelihood(lm, x, samples=20, seed=1)
+    # every weight equals p(x): the estimate is exact up to the float32 decoder
+    np.testing.assert_allclose(res["log_px"], true, atol=1e-4)
+    assert np.all(res["mc_se"] < 1e-4)
+
+
+def test_importance_sampling_finds_the_true_value_within_its_standard_error(linear_gaussian):
+    from stick_breaking_dgms.evaluation.likelihood import importance_sampled_log_likelihood
+    lm, x, true, w_mu, w_sigma = linear_gaussian
+    try:  # a deliberately wrong posterior: shrunk means, wrong widths
+        _set(lm.net, "latent/W_mu", 0.7 * w_mu)
+        _set(lm.net, "latent/W_sigma", w_sigma + np.r_[np.zeros((5, 2)), [[0.4, -0.3]]])
+        res = importance_sampled_log_likelihood(lm, x, samples=100, seed=2, rows_per_batch=700)
+    finally:
+        _set(lm.net, "latent/W_mu", w_mu)
+        _set(lm.net, "latent/W_sigma", w_sigma)
+    diff = res["log_px"] - true
+    se_of_mean = math.sqrt(np.sum(res["mc_se"] ** 2)) / len(diff)
+    assert abs(diff.mean()) < 3 * se_of_mean
+    assert np.mean(np.abs(diff) < 2 * res["mc_se"]) > 0.85
+    assert np.all(res["mc_se"] > 1e-3)  # the test is not the trivial exact case
+    assert np.all(res["elbo"] <= res["log_px"] + 1e-9)  # Jensen, with the same draws
+
+
+def test_stick_breaking_importance_sampling_matches_numerical_integration():
+    """K = 2 (one Kumaraswamy fraction): p(x) = int p(x | [v, 1-v]) Beta(v; 1, alpha0) dv."""
+    from stick_breaking_dgms.evaluation.likelihood import importance_sampled_log_likelihood
+    from stick_breaking_dgms.evaluation.loading import LoadedModel
+    from stick_breaking_dgms.models import VAE
+    rng = np.random.default_rng(1)
+    d, h, alpha0 = 6, 4, 3.0
+    net = VAE(d, [h], [False], "relu", "stick-breaking", 2, "bernoulli", seed=0, alpha0=alpha0)
+    for name, var in net.params.items():
+        scale = 2.0 if name.startswith("decoder") else 0.5
+        var.set_value(np.asarray(scale * rng.standard_normal(var.get_value().shape), var.dtype))
+    p = {n: v.get_value().astype(np.float64) for n, v in net.params.items()}
+    x = rng.random((20, d))
+
+    def log_lik(xx, v):
+        hid = np.maximum(np.array([v, 1 - v]) @ p["decoder/0/W"] + p["decoder/0/b"], 0)
+        logits = hid @ p["decoder/1/W"] + p["decoder/1/b"]
+        return np.sum(xx * logits - np.logaddexp(0, logits))
+
+    def true_log_px(xx):
+        f = lambda v: math.exp(log_lik(xx, v)) * alpha0 * (1 - v) ** (alpha0 - 1)  # noqa: E731
+        return math.log(integrate.quad(f, 0, 1, epsabs=0, epsrel=1e-10, limit=200)[0])
+
+    true = np.array([true_log_px(xx) for xx in x])
+    lm = LoadedModel(None, "sb_vae", net, None, {}, "float32")
+    res = importance_sampled_log_likelihood(lm, x, samples=2000, seed=5)
+    diff = res["log_px"] - true
+    assert np.all(np.abs(diff) < 4 * res["mc_se"])
+    assert abs(diff.mean()) < 3 * math.sqrt(np.sum(res["mc_se"] ** 2)) / len(diff)
+    assert res["nan_samples"].sum() == 0
+
+
+def test_stick_breaking_weights_average_to_one():
+    """A decoder with zero weights gives p(x | z) = 2^-D for every z, so p(x) = 2^-D exactly.
+
+    The estimate is then log mean_s prod_k p(v_k) / q(v_k) over five sticks: it checks the
+    normalising constants of both densities and that the weights are taken per stick.
+    """
+    from stick_breaking_dgms.evaluation.likelihood import importance_sampled_log_likelihood
+    from stick_breaking_dgms.evaluation.loading import LoadedModel
+    from stick_breaking_dgms.models import VAE
+    d, h, k = 6, 4, 6
+    net = VAE(d, [h], [False], "relu", "stick-breaking", k, "bernoulli", seed=0, alpha0=5.0)
+    for name, var in net.params.items():
+        var.set_value(np.zeros_like(var.get_value()))
+    _set(net, "encoder/0/b", np.ones(h))  # h = relu(0 x + 1) = 1 for every input
+    inv_softplus = lambda y: np.log(np.expm1(y))  # noqa: E731
+    # away from the prior's a = 1, b = 5, with tails at least as heavy (a <= 1, b <= 5),
+    # so that the weights p / q are bounded and the estimate's variance finite
+    a = np.array([0.3, 0.5, 0.7, 1.0, 0.4])
+    b = np.array([1.0, 2.0, 5.0, 1.5, 3.0])
+    _set(net, "latent/W_a", np.tile(inv_softplus(a) / h, (h, 1)))
+    _set(net, "latent/W_b", np.tile(inv_softplus(b) / h, (h, 1)))
+    lm = LoadedModel(None, "sb_vae", net, None, {}, "float32")
+    x = np.random.default_rng(0).random((8, d))
+    res = importance_sampled_log_likelihood(lm, x, samples=3000, seed=3)
+    diff = res["log_px"] + d * math.log(2)
+    assert np.all(np.abs(diff) < 4 * res["mc_se"])
+    assert np.all(res["mc_se"] < 0.1)
+
+
+def test_importance_draws_are_uniform_on_the_whole_open_interval():
+    """The full Kumaraswamy, not the training sampler's U(0.01, 0.99) (REFERENCE section 7)."""
+    from scipy.stats import kstest
+
+    from stick_breaking_dgms.evaluation.likelihood import importance_noise
+
+    class Fake:
+        kind = "stick-breaking"
+
+        class net:
+            class latent:
+                size = 50
+
+    u = importance_noise(Fake, np.random.default_rng(0), 40, 100)
+    assert u.shape == (40, 100, 49)
+    assert 0.0 < u.min() < 0.001 and 0.999 < u.max() < 1.0
+    assert kstest(u.ravel(), "uniform").pvalue > 1e-3

@@ -1,0 +1,188 @@
+"""The reproduce command on short real-MNIST runs, and the regression check against tests/data.
+
+One module-scoped fixture trains the regression runs (SB-VAE and Gauss-VAE for three
+epochs, SB-DGM for one; see stick_breaking_dgms.evaluation.regression) and runs the
+reproduce command on them; the tests read its report and numbers.
+"""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from stick_breaking_dgms import reproduce
+from stick_breaking_dgms.evaluation import regression
+from stick_breaking_dgms.published import dataset_name, model_name, records
+
+pytestmark = pytest.mark.slow
+
+REFERENCE = os.path.join(os.path.dirname(__file__), "data", "regression_mnist.json")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def regression_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("regression")
+    report, metrics = regression.run(str(work))
+    with open(os.path.join(report, "results.json")) as f:
+        results = json.load(f)
+    return str(work), report, metrics, results
+
+
+def test_regression_numbers_match_the_recorded_reference(regression_run):
+    _, _, metrics, _ = regression_run
+    with open(REFERENCE) as f:
+        reference = json.load(f)
+    assert set(metrics) == set(reference["metrics"]), "a compared number went missing or is new"
+    rows = regression.compare(metrics, reference)
+    failed = [f"{name}: {value} vs reference {expected} +- {tol}"
+              for name, value, expected, tol, ok in rows if not ok]
+    assert not failed, ("evaluation numbers moved beyond tolerance (re-record with python -m "
+                        "stick_breaking_dgms.evaluation.regression --record "
+                        "tests/data/regression_mnist.json if intended):\n" + "\n".join(failed))
+
+
+def test_report_contains_every_table_cell(regression_run):
+    _, report, _, results = regression_run
+    with open(os.path.join(report, "report.md")) as f:
+        text = f.read()
+    for title in ("### Marginal likelihood", "### kNN test error", "### Semi-supervised"):
+        assert title in text
+    cells = results["cells"]
+    published = [c for c in cells if c["published"] is not None]
+    # every published number of the three tables has its cell
+    expected = {(r.table, r.dataset, r.model, tuple(sorted(r.setting.items())))
+                for t in ("likelihood", "knn", "semisup") for r in records(t)}
+    got = {(c["table"], c["dataset"], c["model"],
+            tuple(sorted((k, v) for k, v in c["setting"].items() if k != "codes")))
+           for c in published}
+    assert got == expected
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for c in cells:
+        setting = reproduce._setting_text(c["setting"]) or "—"
+        start = f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | {setting} |"
+        matching = [r for r in rows if r.startswith(start)]
+        assert len(matching) == 1, start
+        row = matching[0]
+        if c["published"] is not None:
+            assert f"{c['published']:.2f}" in row
+        if c["measured"] is not None:
+            assert f"{c['measured']:.2f}" in row and c["verdict"] in row
+        else:
+            assert "not measured" in row
+    # what the tiny runs measure is filled in
+    measured = {(c["table"], c["model"]) for c in cells if c["measured"] is not None}
+    assert {("likelihood", "sb_vae"), ("likelihood", "gauss_vae"), ("knn", "sb_vae"),
+            ("knn", "gauss_vae"), ("knn", "raw_pixels"), ("semisup", "sb_ssdgm"),
+            ("semisup", "knn_pixels_k5")} <= measured
+    assert "## Active dimensions" in text and "## Importance-sampling diagnostics" in text
+    per_example = np.load(os.path.join(report, "per_example.npz"))
+    assert per_example["likelihood/mnist/sb_vae/log_px"].shape == (500,)
+    counts = per_example["active_dimensions/mnist/sb_vae/mean"]
+    assert counts.shape == (500,) and counts.mean() == pytest.approx(
+        results["active_dimensions"]["mnist"]["sb_vae"]["mean"]["mean"])
+
+
+def test_report_has_every_figure(regression_run):
+    pytest.importorskip("matplotlib")
+    _, report, _, results = regression_run
+    with open(os.path.join(report, "report.md")) as f:
+        text = f.read()
+    names = ["learning_curves_mnist", "latent_usage_mnist"] + [
+        f"{kind}_{model}_mnist" for kind in ("prior_samples", "reconstructions")
+        for model in ("sb_vae", "gauss_vae")]
+    for name in names:
+        rel = results["figures"][name]
+        path = os.path.join(report, rel)
+        with open(path, "rb") as f:
+            assert f.read(8) == PNG_MAGIC, path
+        assert os.path.getsize(path) > 5000
+        assert f"]({rel})" in text
+
+
+def test_mean_elbo_is_never_above_the_importance_sampled_estimate(regression_run):
+    from stick_breaking_dgms.datasets import load_dataset
+    from stick_breaking_dgms.evaluation.likelihood import (importance_sampled_log_likelihood,
+                                                           summarize)
+    from stick_breaking_dgms.evaluation.loading import load_model
+    _, _, _, results = regression_run
+    data = load_dataset("mnist", seed=1234)
+    x = data.test_x[:500]
+    for info in results["checkpoints"]:
+        if info["model"] not in ("sb_vae", "gauss_vae"):
+            continue
+        s = results["likelihood"]["mnist"][info["model"]]
+        log_px, se = -float(s["mean_nll"]), float(s["se_nll"])
+        assert s["elbo_below_is"] is True
+        # an ELBO from independent draws (other seed, other S)
+        lm = load_model(info["path"])
+        elbo = summarize(importance_sampled_log_likelihood(lm, x, samples=5, seed=99))
+        assert float(elbo["mean_elbo"]) <= log_px + se
+        assert s["nan_samples"] == 0 and s["n_nonfinite"] == 0
+
+
+def test_existing_report_folder_gets_a_counter_and_no_matplotlib_is_explained(
+        regression_run, monkeypatch):
+    work, report, _, results = regression_run
+    ss = [c["path"] for c in results["checkpoints"] if c["model"] == "sb_ssdgm"]
+    from stick_breaking_dgms import figures
+    monkeypatch.setattr(figures, "available", lambda: False)
+    before = open(os.path.join(report, "report.md")).read()
+    code = reproduce.main(ss + ["--out", report, "--table", "semisup", "--test-subset", "200",
+                                "--knn-draws", "1", "--progress", "never",
+                                "--blas-threads", "1"])
+    assert code == 0
+    assert open(os.path.join(report, "report.md")).read() == before
+    second = report + "_1"
+    text = open(os.path.join(second, "report.md")).read()
+    assert "matplotlib is not installed" in text and "[figures]" in text
+    assert "| SB-DGM | MNIST | 10 % labels |" in text
+    assert "| SB-DGM | MNIST | 5 % labels | 5.29 ± 0.39 | not measured |" in text
+    assert not os.path.exists(os.path.join(second, "figures"))
+
+
+def test_train_then_evaluate(tmp_path):
+    out = str(tmp_path / "report")
+    code = reproduce.main(["--train", "gauss_vae", "--max-epoch", "1",
+                           "--experiment-dir", str(tmp_path / "runs"),
+                           "--train-args", "--hidden-size 20 --blas-threads 1",
+                           "--table", "likelihood", "--test-subset", "50", "--samples", "5",
+                           "--no-figures", "--progress", "never", "--out", out,
+                           "--blas-threads", "1"])
+    assert code == 0
+    results = json.load(open(os.path.join(out, "results.json")))
+    (info,) = results["checkpoints"]
+    assert info["model"] == "gauss_vae" and info["best_epoch"] == 0
+    assert math.isfinite(float(results["likelihood"]["mnist"]["gauss_vae"]["mean_nll"]))
+    assert "training" in results["timings"]
+
+
+def test_command_line_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        reproduce.main([])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["--train", "sb_vae"])
+    assert e.value.code == 2
+    assert "--max-epoch" in capsys.readouterr().err
+
+
+def test_reserve_folder_never_reuses_a_folder(tmp_path):
+    base = str(tmp_path / "r")
+    assert reproduce.reserve_folder(base) == base
+    assert reproduce.reserve_folder(base) == base + "_1"
+    assert reproduce.reserve_folder(base) == base + "_2"
+
+
+def test_published_numbers_are_all_there():
+    assert len(records("likelihood")) == 8 and len(records("knn")) == 9
+    assert len(records("semisup")) == 27
+    from stick_breaking_dgms.published import lookup
+    assert lookup("likelihood", "mnist", "gauss_vae").value == 93.93
+    assert lookup("knn", "mnist", "gauss_vae", k=3).value == 28.4
+    r = lookup("semisup", "svhn_pca", "gauss_ssdgm", labels_percent=1)
+    assert (r.value, r.pm) == (69.58, 1.64)
+    assert lookup("semisup", "mnist", "sb_ssdgm", labels_percent=2) is None
+    values = np.array([r.value for r in records()])
+    assert np.all(values > 0)
