@@ -96,13 +96,9 @@ def load_classifier_checkpoint(path, weights="best"):
     Raises :class:`ClassifyError` (or CheckpointError) naming ``path`` when it is unusable.
     """
     from .checkpoints import read_checkpoint
-    from .cli import defaults_of
+    from .cli import args_from_meta
     groups, meta = read_checkpoint(path, required_groups=("params",))
-    model = meta.get("model")
-    stored = meta.get("args")
-    if not isinstance(model, str) or model not in MODELS or not isinstance(stored, dict):
-        raise ClassifyError(f"{path}: the checkpoint does not say which model it holds "
-                            f"(no 'model' and 'args' in its metadata)")
+    model, args = args_from_meta(meta, path)
     if model not in SEMI_SUPERVISED:
         raise ClassifyError(f"{path}: a checkpoint of the {MODELS[model]['title']} ({model}), "
                             f"which has no classifier; expected one of "
@@ -122,11 +118,8 @@ def load_classifier_checkpoint(path, weights="best"):
                                 f"parameters; use the run's _checkpoint_ file for "
                                 f"--weights last")
         params, what = groups["params"], f"best epoch ({meta.get('best_epoch')})"
-    args = argparse.Namespace(**{**defaults_of(model), **stored})
     if args.floatX not in ("float32", "float64"):
         raise ClassifyError(f"{path}: stored floatX {args.floatX!r} is not float32 or float64")
-    if getattr(args, "clip_kumaraswamy", None) is not None:  # JSON stored the pair as a list
-        args.clip_kumaraswamy = tuple(args.clip_kumaraswamy)
     return model, args, params, what
 
 
@@ -183,13 +176,9 @@ def write_predictions(path, predicted, probs, labels, info, force=False):
 def run(args):
     """Classify as ``args`` say; return the exit code. Raises ClassifyError, CheckpointError."""
     model_name, stored, params, what = load_classifier_checkpoint(args.checkpoint, args.weights)
-    from . import backend
-    previous = backend.floatX()
-    backend.set_floatX(stored.floatX)  # the parameters' and graphs' dtype, as in training
-    try:
+    from .backend import floatX_as
+    with floatX_as(stored.floatX):  # the parameters' and graphs' dtype, as in training
         return _run(args, model_name, stored, params, what)
-    finally:
-        backend.set_floatX(previous)
 
 
 def _run(args, model_name, stored, params, what):

@@ -227,7 +227,12 @@ def parse_args(model, argv=None):
     return parser, args
 
 
-def _latent_size(args):
+def derived_seeds(seed):
+    """(model seed, label-split seed) derived from ``--seed``; the data split uses ``--seed``."""
+    return tuple(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+
+
+def latent_size_of(args):
     return args.truncation_level if hasattr(args, "truncation_level") else args.latent_size
 
 
@@ -300,6 +305,14 @@ def _main(model, spec, parser, args):
                      f"({len(data.train_x)} examples)")
     print("Dataset:", data.describe(), f"(from {data.source})", flush=True)
     data = data.astype(args.floatX)
+    model_seed, label_seed = derived_seeds(args.seed)
+    if spec["semi"]:  # a label split that cannot work stops before any file is touched
+        from .experiments import LabelSplitError, split_labels
+        try:
+            split_labels(len(data.train_x), args.label_drop_percentage, args.batch_size,
+                         label_seed)
+        except LabelSplitError as e:
+            parser.error(str(e))
 
     from .checkpoints import CheckpointError
     from .runfiles import resolve_run, run_name
@@ -315,30 +328,24 @@ def _main(model, spec, parser, args):
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:  # the run's lock is held from here on
-        return _train(model, parser, args, data, files, checkpoint, keys + extra, threads,
-                      started, backend)
+        return _train(model, args, data, files, checkpoint, keys + extra, threads, started,
+                      backend, model_seed, label_seed)
     finally:
         files.lock.release()
 
 
-def _train(model, parser, args, data, files, checkpoint, identity_keys, threads, started,
-           backend):
+def _train(model, args, data, files, checkpoint, identity_keys, threads, started, backend,
+           model_seed, label_seed):
     from .checkpoints import CheckpointError
     from .runfiles import load_latest_checkpoint
     arg_dict = vars(args)
-    model_seed, label_seed = (int(s.generate_state(1)[0])
-                              for s in np.random.SeedSequence(args.seed).spawn(2))
     print("... building the model", flush=True)
-    from .experiments import LabelSplitError
-    try:
-        task = build_task(model, args, data, model_seed, label_seed)
-    except LabelSplitError as e:
-        parser.error(str(e))
+    task = build_task(model, args, data, model_seed, label_seed)
     from .training import Trainer
     meta = {"model": model, "args": {k: v for k, v in arg_dict.items()},
             "package_version": __version__, "aesara_version": backend.version,
             "dataset": data.describe(), "dataset_source": data.source,
-            "latent_size": _latent_size(args), "seed": args.seed,
+            "latent_size": latent_size_of(args), "seed": args.seed,
             "model_seed": model_seed, "label_seed": label_seed, "blas_threads": threads}
     trainer = Trainer(task, files, meta, args.max_epoch, args.lookahead, args.checkpoint_every,
                       args.on_nan, args.progress)
@@ -384,6 +391,24 @@ def _train(model, parser, args, data, files, checkpoint, identity_keys, threads,
     return trainer.run()
 
 
+def args_from_meta(meta, path):
+    """(model name, arguments as a Namespace) stored in a checkpoint's metadata.
+
+    Arguments the file lacks (written by an older version) take today's defaults; the
+    ``--clip-kumaraswamy`` pair, stored by JSON as a list, comes back as a tuple.
+    """
+    from .checkpoints import CheckpointError
+    model, stored = meta.get("model"), meta.get("args")
+    if model not in MODELS or not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: the checkpoint does not say which model it holds "
+                              f"(expected 'model' in {', '.join(MODELS)} and 'args' in its "
+                              f"metadata)")
+    args = argparse.Namespace(**{**defaults_of(model), **stored})
+    if getattr(args, "clip_kumaraswamy", None) is not None:
+        args.clip_kumaraswamy = tuple(args.clip_kumaraswamy)
+    return model, args
+
+
 def build_model(model, args, n_in, likelihood, model_seed):
     """The (uncompiled) network for parsed arguments: a VAE or a SemiSupervisedDGM.
 
@@ -400,7 +425,7 @@ def build_model(model, args, n_in, likelihood, model_seed):
                               digamma=args.digamma, clip=args.clip_kumaraswamy)
     cls = SemiSupervisedDGM if spec["semi"] else VAE
     return cls(n_in, hidden, residual, args.activation_type, spec["latent"],
-               _latent_size(args), likelihood, model_seed, **latent_options)
+               latent_size_of(args), likelihood, model_seed, **latent_options)
 
 
 def build_task(model, args, data, model_seed, label_seed):

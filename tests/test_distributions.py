@@ -84,7 +84,7 @@ def test_exact_kl_is_zero_for_matching_distributions(alpha0):
 
 
 def test_faithful_kl_reproduces_known_quirks():
-    # REFERENCE: a = 1, b = alpha0 gives about -0.0003 instead of 0 ...
+    # the original's known quirks: a = 1, b = alpha0 gives about -0.0003 instead of 0 ...
     kl = kumaraswamy_beta_kl(np.array([1.0]), np.array([5.0]), 1.0, 5.0)
     assert -0.001 < kl[0] < 0
     # ... and the ten-term cut underestimates a = 3, b = 1.5 under Beta(1, 3): 1.880 vs 2.085.

@@ -111,7 +111,7 @@ def test_log_mean_exp_counts_every_non_finite_sample():
 def test_summary_reports_outliers_without_dropping_them():
     n = 101
     log_px = -np.full(n, 100.0) - np.linspace(-5, 5, n)
-    log_px[7] = -6e34  # a faithful-KL model's outlier (REFERENCE section 9)
+    log_px[7] = -6e34  # a faithful-KL model's outlier (b ~ 1e-37 for some digits)
     log_px[9] = np.nan  # an example with no finite weight at all
     per = {"log_px": log_px, "elbo": log_px - 1, "ess": np.full(n, 50.0),
            "nan_samples": np.zeros(n, int), "zero_weight_samples": np.zeros(n, int),
@@ -297,7 +297,7 @@ def test_stick_breaking_weights_average_to_one():
 
 
 def test_importance_draws_are_uniform_on_the_whole_open_interval():
-    """The full Kumaraswamy, not the training sampler's U(0.01, 0.99) (REFERENCE section 7)."""
+    """The full Kumaraswamy, not the training sampler's U(0.01, 0.99)."""
     from scipy.stats import kstest
 
     from stick_breaking_dgms.evaluation.likelihood import importance_noise

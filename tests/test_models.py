@@ -14,9 +14,7 @@ def _small_vae(kind="stick-breaking", **options):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_loss_gradients_are_finite_where_draws_hit_zero_and_one(dtype):
-    previous = backend.floatX()
-    backend.set_floatX(dtype)
-    try:
+    with backend.floatX_as(dtype):
         model = _small_vae()
         x = at.matrix("x")
         a, b, u = at.matrix("a"), at.matrix("b"), at.matrix("u")
@@ -26,8 +24,6 @@ def test_loss_gradients_are_finite_where_draws_hit_zero_and_one(dtype):
         loss = at.mean(bernoulli_nll_expr(x, logits) + model.latent.kl(post))
         wrt = model.decoder.params + [a, b]  # the decoder, and the encoder's outputs
         f = function([x, a, b, u], [v, loss] + grad(loss, wrt))
-    finally:
-        backend.set_floatX(previous)
     rng = np.random.default_rng(0)
     xv = rng.uniform(size=(2, 784)).astype(dtype)
     av = np.full((2, 5), 1.0, dtype)

@@ -1,5 +1,6 @@
 """Likelihoods and label terms against direct NumPy formulas."""
 import numpy as np
+import pytest
 
 from stick_breaking_dgms.backend import at, function
 from stick_breaking_dgms.objectives import (bernoulli_nll_expr, categorical_entropy_expr,
@@ -36,3 +37,23 @@ def test_gaussian_nll_and_label_terms():
     np.testing.assert_allclose(nll, -np.log(probs[np.arange(6), y]))
     np.testing.assert_allclose(ent, -(probs * np.log(probs)).sum(1))
     assert err == np.sum(probs.argmax(1) != y)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softplus_matches_logaddexp_over_the_whole_range_and_its_gradient_is_sigmoid(dtype):
+    from stick_breaking_dgms.backend import grad, softplus
+    xs = at.vector("x", dtype=dtype)
+    f = function([xs], [softplus(xs), grad(at.sum(softplus(xs)), xs)])
+    grid = np.concatenate([-np.logspace(-8, 3, 400), [0.0], np.logspace(-8, 3, 400)])
+    x = grid.astype(dtype)
+    value, gradient = f(x)
+    exact = np.logaddexp(0.0, x.astype(np.float64))
+    ulp = np.finfo(dtype).eps
+    tiny = np.finfo(dtype).tiny
+    normal = exact > tiny  # below that the result is a subnormal or underflows to 0
+    np.testing.assert_array_less(np.abs(value[normal] - exact[normal]), 3 * ulp * exact[normal])
+    assert np.all(value[~normal] <= tiny)
+    from scipy.special import expit
+    np.testing.assert_allclose(gradient, expit(x.astype(np.float64)), rtol=4 * ulp, atol=tiny)
+    specials = f(np.array([np.inf, -np.inf, np.nan], dtype=dtype))[0]
+    assert specials[0] == np.inf and specials[1] == 0 and np.isnan(specials[2])

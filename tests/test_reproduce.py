@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stick_breaking_dgms import reproduce
+from stick_breaking_dgms.report import setting_text
 from stick_breaking_dgms.evaluation import regression
 from stick_breaking_dgms.published import dataset_name, model_name, records
 
@@ -60,7 +61,7 @@ def test_report_contains_every_table_cell(regression_run):
     assert got == expected
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     for c in cells:
-        setting = reproduce._setting_text(c["setting"]) or "—"
+        setting = setting_text(c["setting"]) or "—"
         start = f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | {setting} |"
         matching = [r for r in rows if r.startswith(start)]
         assert len(matching) == 1, start

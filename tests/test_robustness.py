@@ -332,16 +332,12 @@ def test_clipped_kl_is_nonnegative(faithful_kl, dtype, alpha0):
     from stick_breaking_dgms.backend import at, function
     from stick_breaking_dgms.latent import StickBreakingLatent
     a, b, faithful = faithful_kl[dtype, alpha0]
-    previous = backend.floatX()
-    backend.set_floatX(dtype)
-    try:
+    with backend.floatX_as(dtype):
         latent = StickBreakingLatent(1, 2, alpha0, np.random.default_rng(0), clip=(0.25, 15.0))
         av, bv = at.vector("a"), at.vector("b")
         # what the posterior can emit: a and b clipped to the box; one stick per row
         post = {"a": at.clip(av, 0.25, 15.0)[:, None], "b": at.clip(bv, 0.25, 15.0)[:, None]}
         kl = function([av, bv], latent.kl(post))(a.ravel(), b.ravel()).reshape(a.shape)
-    finally:
-        backend.set_floatX(previous)
     assert np.all(np.isfinite(kl))
     neg = kl < 0
     assert not neg.any(), (f"KL < 0 at {neg.sum()} of {kl.size} points, min {kl.min():.3g} at "

@@ -72,15 +72,33 @@ class Dataset:
         return Dataset(**kw)
 
 
+def take_rows(blocks, idx):
+    """Rows ``idx`` of the concatenation of the arrays ``blocks``, without concatenating them."""
+    out = np.empty((len(idx),) + blocks[0].shape[1:], dtype=np.result_type(*blocks))
+    start = 0
+    for block in blocks:
+        inside = (idx >= start) & (idx < start + len(block))
+        out[inside] = block[idx[inside] - start]
+        start += len(block)
+    return out
+
+
 def seeded_split(x, y, sizes, seed):
-    """Shuffle (x, y) together with ``seed`` and cut them into consecutive parts of ``sizes``."""
-    if sum(sizes) > len(x):
-        raise ValueError(f"split sizes {sizes} need {sum(sizes)} examples, have {len(x)}")
-    order = np.random.default_rng(seed).permutation(len(x))
+    """Shuffle (x, y) together with ``seed`` and cut them into consecutive parts of ``sizes``.
+
+    ``x`` and ``y`` may be arrays or lists of arrays standing for their concatenation
+    (which saves copying a large data set twice).
+    """
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    ys = None if y is None else (list(y) if isinstance(y, (list, tuple)) else [y])
+    n_total = sum(len(b) for b in xs)
+    if sum(sizes) > n_total:
+        raise ValueError(f"split sizes {sizes} need {sum(sizes)} examples, have {n_total}")
+    order = np.random.default_rng(seed).permutation(n_total)
     parts, start = [], 0
     for n in sizes:
         idx = order[start:start + n]
-        parts.append((x[idx], None if y is None else y[idx]))
+        parts.append((take_rows(xs, idx), None if ys is None else take_rows(ys, idx)))
         start += n
     return parts
 

@@ -78,8 +78,9 @@ def find_mnist(data_dir, allow_download=True):
                        f"To get it, {GET_IT}.")
 
 
-def read_mnist_pickle(path):
-    """Read and check the (train, valid, test) pickle; return x (70000, 784), y (70000,)."""
+def read_mnist_parts(path):
+    """Read and check the (train, valid, test) pickle; return the images and labels of the
+    three parts as lists of arrays, (50000, 784), (10000, 784), (10000, 784) and labels."""
     try:
         with gzip.open(path, "rb") as f:
             data = pickle.load(f, encoding="latin1")
@@ -99,17 +100,22 @@ def read_mnist_pickle(path):
         check_array(path, f"{name} labels", y, ndim=1, shape=(len(x),), kinds="iu",
                     value_range=(0, 9))
         xs.append(x)
-        ys.append(y)
-    x = np.concatenate(xs)
-    if len(x) != N_IMAGES:
-        raise DatasetError(f"{path}: {len(x)} images, expected {N_IMAGES}")
-    return x, np.concatenate(ys).astype(np.int32)
+        ys.append(y.astype(np.int32))
+    if sum(len(x) for x in xs) != N_IMAGES:
+        raise DatasetError(f"{path}: {sum(len(x) for x in xs)} images, expected {N_IMAGES}")
+    return xs, ys
+
+
+def read_mnist_pickle(path):
+    """Read and check the pickle; return x (70000, 784) and y (70000,) in file order."""
+    xs, ys = read_mnist_parts(path)
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def load_mnist(data_dir="./datasets", seed=1234, allow_download=True):
     """MNIST split 45,000 / 5,000 / 10,000 after a shuffle seeded with ``seed``."""
     path = find_mnist(data_dir, allow_download)
-    x, y = read_mnist_pickle(path)
-    (trx, try_), (vax, vay), (tex, tey) = seeded_split(x, y, SPLIT, seed)
+    xs, ys = read_mnist_parts(path)
+    (trx, try_), (vax, vay), (tex, tey) = seeded_split(xs, ys, SPLIT, seed)
     return Dataset("mnist", trx, try_, vax, vay, tex, tey, likelihood="bernoulli",
                    image_shape=(28, 28), source=path)

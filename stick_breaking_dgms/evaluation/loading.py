@@ -11,8 +11,6 @@ default), as in training; the posterior parameters (a, b or mu, log sigma) are
 computed in float64 from the encoder's last hidden layer, so that a Kumaraswamy b of
 1e-37 (a float32 subnormal) keeps its value.
 """
-import argparse
-import contextlib
 import glob
 import os
 import re
@@ -21,57 +19,9 @@ import h5py
 import numpy as np
 
 from ..checkpoints import CheckpointError, check_shapes, read_checkpoint
-from ..cli import MODELS, defaults_of
+from ..cli import MODELS, args_from_meta, build_model
 
 FLOAT64 = "float64"
-
-
-def stored_args(meta):
-    """The run's arguments (a Namespace), with today's defaults for keys it lacks."""
-    model = meta.get("model")
-    if model not in MODELS:
-        raise CheckpointError(f"unknown model {model!r} in the checkpoint metadata "
-                              f"(expected one of {', '.join(MODELS)})")
-    args = dict(defaults_of(model))
-    args.update(meta.get("args") or {})
-    return argparse.Namespace(**args)
-
-
-def latent_size_of(args):
-    return args.truncation_level if hasattr(args, "truncation_level") else args.latent_size
-
-
-def build_model(model, args, n_in, likelihood, seed=0):
-    """The network (parameters initialised, not trained) for a run's parsed arguments.
-
-    The same construction as :func:`stick_breaking_dgms.cli.build_task`, without the
-    training task (nothing is compiled). Build it under the run's floatX.
-    """
-    from ..models import SemiSupervisedDGM, VAE
-    from ..networks import layer_kinds
-    spec = MODELS[model]
-    hidden = [args.hidden_size] * args.nb_hidden_layers
-    residual = layer_kinds(args.nb_hidden_layers, args.hidden_type, args.skip)
-    latent_options = {}
-    if spec["latent"] == "stick-breaking":
-        clip = getattr(args, "clip_kumaraswamy", None)
-        latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
-                              digamma=args.digamma, clip=tuple(clip) if clip else None)
-    cls = SemiSupervisedDGM if spec["semi"] else VAE
-    return cls(n_in, hidden, residual, args.activation_type, spec["latent"],
-               latent_size_of(args), likelihood, seed, **latent_options)
-
-
-@contextlib.contextmanager
-def floatX_as(dtype):
-    """Build graphs with ``dtype`` as floatX, then restore the previous setting."""
-    from .. import backend
-    previous = backend.floatX()
-    backend.set_floatX(dtype)
-    try:
-        yield
-    finally:
-        backend.set_floatX(previous)
 
 
 def related_file(params_path, kind):
@@ -183,6 +133,7 @@ class LoadedModel:
     def compiled(self, name, build):
         """Compile ``build()`` once per model, under the model's floatX."""
         if name not in self._functions:
+            from ..backend import floatX_as
             with floatX_as(self.floatX):
                 self._functions[name] = build()
         return self._functions[name]
@@ -268,8 +219,7 @@ def load_model(path, n_in=None, likelihood=None):
     unsound or its parameters do not fit the model built from its arguments.
     """
     groups, meta = read_checkpoint(path, required_groups=("params",))
-    args = stored_args(meta)
-    model = meta["model"]
+    model, args = args_from_meta(meta, path)
     params = groups["params"]
     if n_in is None:
         if "encoder/0/W" not in params:
@@ -277,8 +227,9 @@ def load_model(path, n_in=None, likelihood=None):
         n_in = int(params["encoder/0/W"].shape[0])
     likelihood = likelihood or _likelihood_from_meta(meta, args)
     floatX = getattr(args, "floatX", "float32")
+    from ..backend import floatX_as
     with floatX_as(floatX):
-        net = build_model(model, args, n_in, likelihood)
+        net = build_model(model, args, n_in, likelihood, 0)
     expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
     check_shapes(path, params, expected)
     for name, var in net.params.items():
