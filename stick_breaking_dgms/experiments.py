@@ -19,6 +19,17 @@ def _shared_data(array, name, dtype=None):
     return shared(np.ascontiguousarray(array, dtype=dtype or floatX()), name=name, borrow=True)
 
 
+def _batch(data, index, size):
+    """Rows ``[index * size, (index + 1) * size)`` of a shared matrix, with that shape.
+
+    Only for the training functions, whose batches are all full: the static shape lets
+    the compile-time rewriting skip run-time broadcast checks (see ``backend.parameter``).
+    """
+    rows = data[index * size:(index + 1) * size]
+    n_cols = data.get_value(borrow=True).shape[1]
+    return at.specify_shape(rows, tuple(None if n == 1 else n for n in (size, n_cols)))
+
+
 def _state_of(updates, params):
     """The optimizer's shared variables (update keys that are not parameters), by name."""
     param_ids = {id(p) for p in params.values()}
@@ -87,7 +98,7 @@ class VAETask(_Task):
         self.rngs = _rngs(model)
         batch = slice(index * batch_size, (index + 1) * batch_size)
         self._train = function([index], [at.mean(nll), at.mean(kl)], updates=updates,
-                               givens={x: self.train_x[batch]})
+                               givens={x: _batch(self.train_x, index, batch_size)})
         # Validation and test score the reconstruction NLL only, as the original: the KL's
         # ten-term series would be the costliest node of the pass.
         self._eval = _CompiledOnFirstCall(lambda: function(
@@ -172,11 +183,10 @@ class SemiSupervisedTask(_Task):
         self.yl = _shared_data(data.train_y[labelled], "data/labelled_y", dtype="int32")
         index = at.lscalar("index")
         x_l, x_u, y = at.matrix("x_labelled"), at.matrix("x_unlabelled"), at.ivector("y")
-        givens = {x_l: self.xl[index * lb:(index + 1) * lb],
-                  y: self.yl[index * lb:(index + 1) * lb]}
+        givens = {x_l: _batch(self.xl, index, lb), y: self.yl[index * lb:(index + 1) * lb]}
         if self.n_unlabelled:
             self.xu = _shared_data(data.train_x[unlabelled], "data/unlabelled_x")
-            givens[x_u] = self.xu[index * batch_size:(index + 1) * batch_size]
+            givens[x_u] = _batch(self.xu, index, batch_size)
             cost, terms = model.cost(x_l, y, x_u, supervised_weight)
         else:
             nll, kl, label_nll = model.labelled_terms(x_l, y)

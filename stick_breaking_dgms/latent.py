@@ -13,7 +13,7 @@ implicit clip), :math:`\pi = \mathrm{sticks}(v)`, prior :math:`v_k \sim
 Gaussian (Gauss-VAE): :math:`\mu = h W_\mu`, :math:`\log\sigma = h W_\sigma`,
 :math:`z = \mu + \sigma\epsilon`, prior N(0, I).
 """
-from .backend import at, shared, softplus
+from .backend import at, parameter, softplus
 from .distributions import (gaussian_kl_expr, gaussian_sample_expr, kumaraswamy_beta_kl_expr,
                             kumaraswamy_mean_expr, kumaraswamy_sample_expr)
 from .networks import init_weight
@@ -47,8 +47,8 @@ class StickBreakingLatent:
         self.size = int(truncation)
         self.prior_alpha, self.prior_beta = 1.0, float(alpha0)
         self.taylor_terms, self.digamma, self.clip = int(taylor_terms), digamma, clip
-        self.W_a = shared(init_weight(rng, n_in, self.size - 1), name="latent/W_a")
-        self.W_b = shared(init_weight(rng, n_in, self.size - 1), name="latent/W_b")
+        self.W_a = parameter(init_weight(rng, n_in, self.size - 1), name="latent/W_a")
+        self.W_b = parameter(init_weight(rng, n_in, self.size - 1), name="latent/W_b")
         self.params = [self.W_a, self.W_b]
 
     def posterior(self, h):
@@ -94,8 +94,8 @@ class GaussianLatent:
 
     def __init__(self, n_in, size, rng):
         self.size = int(size)
-        self.W_mu = shared(init_weight(rng, n_in, self.size), name="latent/W_mu")
-        self.W_sigma = shared(init_weight(rng, n_in, self.size), name="latent/W_sigma")
+        self.W_mu = parameter(init_weight(rng, n_in, self.size), name="latent/W_mu")
+        self.W_sigma = parameter(init_weight(rng, n_in, self.size), name="latent/W_sigma")
         self.params = [self.W_mu, self.W_sigma]
 
     def posterior(self, h):

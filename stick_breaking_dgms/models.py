@@ -17,7 +17,7 @@ the decoder's first layer sees the code and the label,
 """
 import numpy as np
 
-from .backend import RandomStream, at, shared, sigmoid, softmax
+from .backend import RandomStream, at, parameter, sigmoid, softmax
 from .latent import GaussianLatent, StickBreakingLatent
 from .networks import Dense, build_decoder, build_encoder, init_weight, named_params
 from .objectives import categorical_entropy_expr, categorical_nll_expr, nll_expr
@@ -102,7 +102,7 @@ class SemiSupervisedDGM(VAE):
         self.n_classes = n_classes
         self.classifier = Dense(hidden_sizes[-1], n_classes, "identity", rng, "classifier")
         first = self.decoder.layers[0]
-        self.W_label = shared(init_weight(rng, n_classes, first.n_out), name="decoder/0/W_y")
+        self.W_label = parameter(init_weight(rng, n_classes, first.n_out), name="decoder/0/W_y")
         self.params = named_params(self.encoder.params, self.latent.params, self.classifier.params,
                                    self.decoder.params, [self.W_label])
 

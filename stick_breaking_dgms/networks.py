@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .backend import at, floatX, shared, sigmoid
+from .backend import at, floatX, parameter, sigmoid
 
 ACTIVATIONS = {
     "relu": lambda x: at.maximum(x, 0.0),
@@ -41,8 +41,8 @@ class Dense:
         self.n_in, self.n_out, self.residual = n_in, n_out, residual
         self.activation_name = activation
         self.activation = ACTIVATIONS[activation]
-        self.W = shared(init_weight(rng, n_in, n_out), name=name + "/W")
-        self.b = shared(np.zeros(n_out, dtype=floatX()), name=name + "/b")
+        self.W = parameter(init_weight(rng, n_in, n_out), name=name + "/W")
+        self.b = parameter(np.zeros(n_out, dtype=floatX()), name=name + "/b")
         self.params = [self.W, self.b]
 
     def preactivation(self, x):

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .backend import at, grad, shared
+from .backend import at, grad, parameter, shared
 
 
 def total_norm_constraint(grads, max_norm, epsilon=1e-7):
@@ -63,8 +63,8 @@ def adam(loss_or_grads, params, learning_rate=3e-4, beta1=0.95, beta2=0.999, eps
         value = p.get_value(borrow=True)
         dtype = value.dtype
         c = lambda x: at.constant(np.asarray(x, dtype=dtype))  # noqa: E731 (no floatX rounding)
-        m_prev = shared(np.zeros(value.shape, dtype=dtype), name=f"adam/m/{p.name}")
-        v_prev = shared(np.zeros(value.shape, dtype=dtype), name=f"adam/v/{p.name}")
+        m_prev = parameter(np.zeros(value.shape, dtype=dtype), name=f"adam/m/{p.name}")
+        v_prev = parameter(np.zeros(value.shape, dtype=dtype), name=f"adam/v/{p.name}")
         # m + (1 - b1)(g - m) is b1 m + (1 - b1) g; written so, Aesara cannot fold the
         # scalar into the gradient's matrix product and compute that product twice.
         m = m_prev + c(1.0 - beta1) * (g - m_prev)

@@ -51,3 +51,12 @@ def test_decoder_mirrors_encoder():
     assert dec.layers[0].activation_name == "relu"
     names = [p.name for p in enc.params + dec.params]
     assert len(names) == len(set(names))
+
+
+def test_weights_carry_their_shape_except_length_one_dimensions():
+    layer = Dense(784, 1, "relu", np.random.default_rng(0), "l")
+    assert layer.W.type.shape == (784, None) and layer.b.type.shape == (None,)
+    # a static 1 would make the dimension broadcastable and silently change the maths
+    assert layer.W.type.broadcastable == (False, False)
+    with pytest.raises(TypeError):
+        layer.W.set_value(np.zeros((783, 1), dtype=np.float32))

@@ -39,7 +39,11 @@ EVALUATE = ["--test-subset", "500", "--samples", "100", "--seed", str(SEED),
 # the IS -log p(x) and the MC ELBO by 0.11-0.37 nats (RMS 0.26), the kNN errors by 0.2-3.4
 # points (RMS 1.45; 500 test digits), the active dimensions by 0.5 and the SB-DGM error by
 # 0.4 points; a plausible bug (Adam's beta1 0.9 instead of 0.95) moved them by 1.8-11 nats,
-# 1-11 points and 1.25 sticks.
+# 1-11 points and 1.25 sticks. A later rounding-level change of the compiled graph (static
+# shapes) moved the Gauss-VAE's two nll numbers by 1.16 and 1.28 nats and its sampled kNN
+# by up to 4.4 points ('measurements.graph_static_shapes'): at this learning rate its
+# trajectory is chaotic, so on another machine these numbers may leave the tolerance
+# without a bug; a slower, less chaotic recipe would make the check sharper.
 TOLERANCES = {
     "nll": 1.0,          # nats: IS -log p(x) and the negative MC ELBO (4x the drift's RMS)
     "knn": 5.0,          # percentage points: kNN error on codes (3.4x the drift's RMS)
