@@ -45,7 +45,6 @@ import os
 import pickle
 import platform
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -56,6 +55,8 @@ import time
 import warnings
 
 import numpy as np
+
+from procinfo import peak_rss_kib  # benchmarks/, the script's own directory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -177,18 +178,6 @@ def run_child(cmd, env, cwd=ROOT, stop_after_mark=False, timeout=3600):
         os.remove(usage_path)
     return {"lines": lines, "wall_s": wall, "first_step_s": mark, "returncode": code,
             "maxrss_kib": maxrss, "stopped": stopped, "user_s": user, "sys_s": system}
-
-
-def peak_rss_kib():
-    """This process's own peak resident memory (VmHWM: of its address space since exec)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def machine_info():

@@ -24,13 +24,14 @@ process of their own, away from Aesara's OpenBLAS. A benchmark-only dependency:
 """
 import math
 import pickle
-import resource
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from procinfo import peak_rss_kib  # benchmarks/, the script's own directory
 
 EULER_GAMMA_ORIGINAL = 0.57721
 UNIFORM_RANGE = (0.01, 0.99)
@@ -168,19 +169,6 @@ def terms_for(params, x, u):
         nll, kl = model.terms_of(torch.from_numpy(np.asarray(x, np.float32)),
                                  torch.from_numpy(np.asarray(u, np.float32)))
     return nll.double().numpy(), kl.double().numpy()
-
-
-def peak_rss_kib():
-    """Peak resident memory of this process since its exec (VmHWM); ru_maxrss would also
-    count the process that started it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def serve(inp, out):

@@ -4,7 +4,6 @@ Nothing here imports Aesara: checkpoints are written with :func:`write_checkpoin
 plain arrays. (Shapes that do not fit a *compiled* model are refused by
 ``Trainer.restore``; that is tested in test_robustness.py, which builds one.)
 """
-import faulthandler
 import json
 import os
 
@@ -18,6 +17,8 @@ from stick_breaking_dgms import checkpoints, fileio
 from stick_breaking_dgms.checkpoints import (CheckpointError, check_shapes, read_checkpoint,
                                              write_checkpoint)
 from stick_breaking_dgms.runfiles import RunFiles, load_latest_checkpoint, resolve_run
+
+from helpers import Watchdog
 
 SHAPES = {"encoder/0/W": (6, 4), "encoder/0/b": (4,), "latent/W_a": (4, 2)}
 
@@ -295,22 +296,9 @@ def valid_bytes(tmp_path_factory):
     return path.read_bytes()
 
 
-class _Watchdog:
-    """Abort the test process with a traceback if one example hangs (even inside C code)."""
-
-    def __init__(self, seconds=60):
-        self.seconds = seconds
-
-    def __enter__(self):
-        faulthandler.dump_traceback_later(self.seconds, exit=True)
-
-    def __exit__(self, *exc):
-        faulthandler.cancel_dump_traceback_later()
-
-
 def _assert_refused_or_sound(path):
     """A checkpoint read either succeeds (consistent content) or raises CheckpointError."""
-    with _Watchdog():
+    with Watchdog():
         try:
             groups, meta = read_checkpoint(str(path), required_groups=("params",))
         except CheckpointError as e:

@@ -13,7 +13,6 @@
   watchdog, leaving no cache or temporary file behind.
 """
 import dataclasses
-import faulthandler
 import gzip
 import io
 import math
@@ -35,20 +34,9 @@ from stick_breaking_dgms.datasets import mnist_plus_rot, svhn
 from stick_breaking_dgms.datasets.custom import load_custom
 from stick_breaking_dgms.runfiles import RunFiles, load_latest_checkpoint
 
+from helpers import Watchdog
+
 SMALL = ["--hidden-size", "50", "--truncation-level", "10", "--progress", "never"]
-
-
-class Watchdog:
-    """Abort the whole test process with a traceback if the block hangs (even in C code)."""
-
-    def __init__(self, seconds=60):
-        self.seconds = seconds
-
-    def __enter__(self):
-        faulthandler.dump_traceback_later(self.seconds, exit=True)
-
-    def __exit__(self, *exc):
-        faulthandler.cancel_dump_traceback_later()
 
 
 # =========================================================================== NaN policy
@@ -125,22 +113,33 @@ def _poison(trainer, task, epoch, batch, record):
     return real_step
 
 
-def _all_finite(arrays):
-    return all(np.all(np.isfinite(a)) for a in arrays.values())
+def _run_with_nan_batch(tasks, directory, policy):
+    """Train from the fresh snapshot with batch 7 of epoch 1 all-NaN.
 
-
-def test_nan_stop_reports_the_best_epoch_and_exits_nonzero(tasks, tmp_path):
-    task, snap = tasks["stop"]
+    Returns the exit code, the trainer, its files and output, and what the poisoned
+    step recorded: (step outputs, parameters before, parameters after).
+    """
+    task, snap = tasks[policy]
     _reset(task, snap)
-    trainer, files, out = _trainer(task, tmp_path, "stop")
+    trainer, files, out = _trainer(task, directory, policy)
     record = []
     real = _poison(trainer, task, epoch=1, batch=7, record=record)
     try:
         code = trainer.run()
     finally:
         task.train_step = real
+    return code, trainer, files, out, record[0]
+
+
+def _all_finite(arrays):
+    return all(np.all(np.isfinite(a)) for a in arrays.values())
+
+
+def test_nan_stop_reports_the_best_epoch_and_exits_nonzero(tasks, tmp_path):
+    code, trainer, files, out, poisoned = _run_with_nan_batch(tasks, tmp_path, "stop")
+    task = tasks["stop"][0]
     assert code != 0
-    values, before, after = record[0]
+    values, before, after = poisoned
     assert not all(math.isfinite(v) for v in values)
     lines = trainer.state.lines
     assert len(lines) == 3, lines
@@ -168,17 +167,9 @@ def test_nan_stop_reports_the_best_epoch_and_exits_nonzero(tasks, tmp_path):
 
 
 def test_nan_skip_batch_withholds_the_update_and_counts_it(tasks, tmp_path):
-    task, snap = tasks["skip-batch"]
-    _reset(task, snap)
-    trainer, files, out = _trainer(task, tmp_path, "skip-batch")
-    record = []
-    real = _poison(trainer, task, epoch=1, batch=7, record=record)
-    try:
-        code = trainer.run()
-    finally:
-        task.train_step = real
+    code, trainer, files, out, poisoned = _run_with_nan_batch(tasks, tmp_path, "skip-batch")
     assert code == 0
-    values, before, after = record[0]
+    values, before, after = poisoned
     assert not all(math.isfinite(v) for v in values)
     for n in before:  # the poisoned batch changed nothing
         assert np.array_equal(before[n], after[n])
