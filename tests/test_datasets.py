@@ -779,3 +779,35 @@ def test_seeded_split_of_blocks_equals_split_of_their_concatenation():
         np.testing.assert_array_equal(xw, xp)
         np.testing.assert_array_equal(yw, yp)
     assert parts[0][0].dtype == np.float32 and parts[0][1].dtype == np.int32
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_data_pickles_hold_arrays_only_and_never_run_code(tmp_path, protocol):
+    from stick_breaking_dgms.datasets.base import read_pickle
+    plain = tmp_path / "plain.pkl.gz"
+    arrays = {"inputs": np.random.default_rng(0).random((3, 4), dtype=np.float32),
+              "labels": np.arange(3, dtype=np.int64), "meta": ("a", 1, 2.5, [None, True])}
+    with gzip.open(plain, "wb") as f:
+        pickle.dump(arrays, f, protocol=protocol)
+    back = read_pickle(plain)
+    np.testing.assert_array_equal(back["inputs"], arrays["inputs"])
+    assert back["labels"].dtype == np.int64 and back["meta"] == arrays["meta"]
+
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "mnist.pkl.gz"
+    with gzip.open(hostile, "wb") as f:
+        pickle.dump(((_RunsCode(str(marker)), None), None, None), f, protocol=protocol)
+    for read in (read_pickle, mnist.read_mnist_parts):
+        with pytest.raises(DatasetError, match=r"mnist\.pkl\.gz.*refused to load .*open"):
+            read(hostile)
+    assert not marker.exists()

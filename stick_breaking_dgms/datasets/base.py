@@ -170,22 +170,52 @@ def missing_file(path, what, where_to_get):
                         f"{where_to_get}")
 
 
+# The only globals a pickle of NumPy arrays, tuples, lists and dicts needs (protocols 0-5,
+# Python 2 pickles included). Anything else -- os.system, eval, any class -- is refused.
+_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # how protocol 2 stores bytes written by Python 3: str -> bytes
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays and containers and nothing else."""
+
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused to load {module}.{name}: data pickles may only hold NumPy arrays, "
+            f"numbers, strings, tuples, lists and dicts")
+
+
+def load_array_pickle(f):
+    """Unpickle NumPy arrays and containers from the binary file ``f`` (Python 2 pickles
+    read as latin-1); a pickle that names any other global raises ``UnpicklingError``."""
+    return _ArrayUnpickler(f, encoding="latin1").load()
+
+
 def read_pickle(path):
     """Unpickle ``path`` (gzip-compressed when it ends in ``.gz``), Python-2 pickles included.
 
-    Any failure -- missing, truncated, random bytes, a class that cannot be imported --
-    becomes a :class:`DatasetError` naming the file. Pickles can run code: read only files
-    you trust (the original data sets were distributed as pickles).
+    Only NumPy arrays, numbers, strings and containers are built (:func:`load_array_pickle`),
+    so a hostile pickle cannot run code. Any failure -- missing, truncated, random bytes, a
+    refused global -- becomes a :class:`DatasetError` naming the file.
     """
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            return load_array_pickle(f)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except Exception as e:  # pickle raises almost anything on bad bytes
         raise DatasetError(f"{path}: not a readable {'gzipped ' if opener is gzip.open else ''}"
-                           f"pickle (truncated or corrupted?): {type(e).__name__}: {e}") from None
+                           f"pickle (truncated, corrupted or not plain data?): "
+                           f"{type(e).__name__}: {e}") from None
 
 
 def read_mat(path, names):

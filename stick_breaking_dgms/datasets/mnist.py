@@ -14,13 +14,12 @@ that its shuffle was not seeded. Pixels are not binarised.
 import gzip
 import importlib.metadata
 import os
-import pickle
 import urllib.request
 
 import numpy as np
 
 from ..fileio import atomic_path
-from .base import Dataset, DatasetError, check_array, seeded_split
+from .base import Dataset, DatasetError, check_array, load_array_pickle, seeded_split
 
 FILENAME = "mnist.pkl.gz"
 URL = "http://deeplearning.net/data/mnist/mnist.pkl.gz"
@@ -83,12 +82,13 @@ def read_mnist_parts(path):
     three parts as lists of arrays, (50000, 784), (10000, 784), (10000, 784) and labels."""
     try:
         with gzip.open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = load_array_pickle(f)
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except Exception as e:  # gzip, zlib, pickle and NumPy raise many kinds on bad bytes
         raise DatasetError(f"{path}: not a readable gzipped pickle "
-                           f"(truncated or corrupted?): {type(e).__name__}: {e}") from None
+                           f"(truncated, corrupted or not plain data?): "
+                           f"{type(e).__name__}: {e}") from None
     if not (isinstance(data, (tuple, list)) and len(data) == 3
             and all(isinstance(s, (tuple, list)) and len(s) == 2 for s in data)):
         raise DatasetError(f"{path}: expected a pickle of three (images, labels) pairs "
