@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["stick_breaking_dgms", "stick_breaking_dgms.*"]),
-    package_data={"stick_breaking_dgms": ["data/*.json"]},
+    package_data={"stick_breaking_dgms": ["data/*.json", "csrc/*.h"]},
     python_requires=">=3.11,<3.12",
     install_requires=[
         "aesara==2.9.4",

@@ -80,11 +80,17 @@ from aesara.scalar.math import sigmoid as _scalar_sigmoid  # noqa: E402
 from aesara.tensor.elemwise import Elemwise  # noqa: E402
 from aesara.tensor.math import sigmoid  # noqa: E402
 from aesara.tensor.special import softmax  # noqa: E402
+# For the C kernels of .kernels: an Op with C code, its graph node, gradient markers.
+from aesara.graph.basic import Apply  # noqa: E402
+from aesara.gradient import DisconnectedType, grad_undefined  # noqa: E402
+from aesara.link.c.op import COp  # noqa: E402
+from aesara.tensor import as_tensor_variable  # noqa: E402
 
 __all__ = ["aesara", "at", "config", "function", "grad", "scan", "shared", "parameter",
            "SharedVariable",
            "RandomStream", "softplus", "sigmoid", "softmax", "set_floatX", "floatX", "floatX_as",
-           "set_blas_threads", "blas_library", "version"]
+           "set_blas_threads", "blas_library", "version", "Apply", "COp", "DisconnectedType",
+           "grad_undefined", "as_tensor_variable", "register_inplace_rewrite"]
 
 version = aesara.__version__
 
@@ -135,6 +141,23 @@ class _Softplus(UnaryScalarOp):
 
 
 softplus = Elemwise(_Softplus(upgrade_to_float, name="softplus_fast"), name="softplus")
+
+
+def register_inplace_rewrite(name, op_class, make_inplace):
+    """Register a graph rewrite that swaps nodes of ``op_class`` for in-place versions.
+
+    ``make_inplace(fgraph, node)`` returns the replacement outputs, or False. It runs
+    in Aesara's in-place phase (after the rewrites that need out-of-place nodes); a
+    replacement that would destroy a value still needed is rejected by Aesara's
+    destroy handler, and the node stays out of place.
+    """
+    from aesara.compile import optdb
+    from aesara.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
+
+    rewriter = node_rewriter([op_class], inplace=True)(make_inplace)
+    optdb.register(name, WalkingGraphRewriter(
+        rewriter, failure_callback=WalkingGraphRewriter.warn_inplace),
+        "fast_run", "inplace", position=76)
 
 
 def floatX():

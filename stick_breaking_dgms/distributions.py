@@ -51,6 +51,22 @@ def digamma_series_expr(b):
 def kumaraswamy_beta_kl_expr(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series"):
     """Per-stick KL(Kumaraswamy(a, b) || Beta(prior_alpha, prior_beta)), elementwise in a, b.
 
+    Computed by the fused C kernel :class:`.kernels.KumaraswamyBetaKL` (the formula
+    above and its analytic gradient in one vectorised pass); ``a`` and ``b`` are
+    broadcast to a common shape first. :func:`kumaraswamy_beta_kl_graph` builds the
+    same formula as a plain Aesara graph (the reference the kernel is tested against).
+    Parameters as for :func:`kumaraswamy_beta_kl_graph`.
+    """
+    from .kernels import kumaraswamy_beta_kl as kernel
+    a, b = at.as_tensor_variable(a), at.as_tensor_variable(b)
+    dtype = str(np.result_type(a.dtype, b.dtype))
+    a, b = at.broadcast_arrays(at.cast(a, dtype), at.cast(b, dtype))
+    return kernel(a, b, prior_alpha, prior_beta, taylor_terms, digamma)
+
+
+def kumaraswamy_beta_kl_graph(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series"):
+    """Per-stick KL(Kumaraswamy(a, b) || Beta(prior_alpha, prior_beta)) as an Aesara graph.
+
     Parameters
     ----------
     a, b : tensor

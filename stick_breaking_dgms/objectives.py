@@ -7,6 +7,10 @@ overflow or log(0)). The data are grey levels in [0, 1], not binarised.
 
 Gaussian: :math:`\tfrac12 \sum_d (x_d - \hat x_d)^2`, as the original (unit variance,
 constants dropped).
+
+The Bernoulli likelihood of matrices goes through the fused kernel
+:class:`.kernels.BernoulliNLL` (the sum and its gradient in one vectorised pass);
+:func:`bernoulli_nll_graph` is the same formula as a plain Aesara graph.
 """
 from .backend import at, softplus
 
@@ -14,7 +18,24 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 def bernoulli_nll_expr(x, logits):
-    """-log p(x | logits) per example, summed over the last axis."""
+    """-log p(x | logits) per example, summed over the last axis.
+
+    ``x`` and ``logits`` are (N, D) matrices, or (N, C, D) logits scored against x of
+    shape (N, 1, D) (each example under C decoder outputs) or (N, C, D).
+    """
+    from .kernels import bernoulli_nll
+    x, logits = at.as_tensor_variable(x), at.as_tensor_variable(logits)
+    if logits.ndim == 2 and x.ndim == 2:
+        return bernoulli_nll(x, logits)
+    if logits.ndim == 3 and x.ndim == 3:
+        n, c, d = logits.shape[0], logits.shape[1], logits.shape[2]
+        rows = x[:, 0, :] if x.broadcastable[1] else x.reshape((n * c, d))
+        return bernoulli_nll(rows, logits.reshape((n * c, d))).reshape((n, c))
+    return bernoulli_nll_graph(x, logits)
+
+
+def bernoulli_nll_graph(x, logits):
+    """-log p(x | logits) as an Aesara graph (any broadcastable shapes)."""
     return at.sum(softplus(logits) - x * logits, axis=-1)
 
 

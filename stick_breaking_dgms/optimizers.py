@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .backend import at, grad, parameter, shared
+from .kernels import adam_update
 
 
 def total_norm_constraint(grads, max_norm, epsilon=1e-7):
@@ -62,16 +63,16 @@ def adam(loss_or_grads, params, learning_rate=3e-4, beta1=0.95, beta2=0.999, eps
     for p, g in zip(params, grads):
         value = p.get_value(borrow=True)
         dtype = value.dtype
-        c = lambda x: at.constant(np.asarray(x, dtype=dtype))  # noqa: E731 (no floatX rounding)
         m_prev = parameter(np.zeros(value.shape, dtype=dtype), name=f"adam/m/{p.name}")
         v_prev = parameter(np.zeros(value.shape, dtype=dtype), name=f"adam/v/{p.name}")
-        # m + (1 - b1)(g - m) is b1 m + (1 - b1) g; written so, Aesara cannot fold the
-        # scalar into the gradient's matrix product and compute that product twice.
-        m = m_prev + c(1.0 - beta1) * (g - m_prev)
-        v = c(beta2) * v_prev + c(1.0 - beta2) * g ** 2
-        updates[m_prev] = m
-        updates[v_prev] = v
-        updates[p] = p - at.cast(step_size, dtype) * m / (at.sqrt(v) + at.cast(eps_hat, dtype))
+        # m + (1 - b1)(g - m), b2 v + (1 - b2) g^2 and the step, in one pass in place
+        # (the kernel; three elementwise passes otherwise).
+        p_new, m_new, v_new = adam_update(p, m_prev, v_prev, at.cast(g, dtype),
+                                          at.cast(step_size, dtype), at.cast(eps_hat, dtype),
+                                          beta1, beta2)
+        updates[m_prev] = m_new
+        updates[v_prev] = v_new
+        updates[p] = p_new
     updates[t_prev] = t
     return updates
 
