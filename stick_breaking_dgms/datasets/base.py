@@ -41,6 +41,12 @@ class Dataset:
         return self.train_x.shape[1]
 
     @property
+    def n_classes(self):
+        """Number of classes (the largest label + 1 over the splits), or None without labels."""
+        labels = [y for y in (self.train_y, self.valid_y, self.test_y) if y is not None and len(y)]
+        return int(max(int(y.max()) for y in labels)) + 1 if labels else None
+
+    @property
     def sizes(self):
         return tuple(len(x) for x in (self.train_x, self.valid_x, self.test_x))
 
@@ -101,6 +107,49 @@ def seeded_split(x, y, sizes, seed):
         parts.append((take_rows(xs, idx), None if ys is None else take_rows(ys, idx)))
         start += n
     return parts
+
+
+def grouped_split_indices(groups, sizes, seed):
+    """Indices of a seeded split into parts of ``sizes`` that keeps every group in one part.
+
+    ``groups`` (N,) labels each example with its group (e.g. the MNIST digit an MNIST+rot
+    example was made from: its upright and its rotated copy). The groups are shuffled with
+    ``seed`` and dealt to the parts in turn (test, then validation, then training fill up
+    in the order ``sizes`` gives them, last part first); a group too large for the room
+    left in a part waits for the next part, so the sizes are met exactly as long as there
+    are enough small groups. Each part's examples are then shuffled with the same seed.
+    Returns a list of index arrays, one per part.
+    """
+    groups = np.asarray(groups)
+    if sum(sizes) != len(groups):
+        raise ValueError(f"split sizes {sizes} add up to {sum(sizes)}, have {len(groups)} "
+                         f"examples")
+    rng = np.random.default_rng(seed)
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    order = rng.permutation(len(uniq))
+    parts = [[] for _ in sizes]
+    room = list(sizes)
+    pending = list(order)
+    for p in reversed(range(len(sizes))):  # the smaller validation / test parts first
+        waiting = []
+        for i, g in enumerate(pending):
+            if room[p] == 0:
+                waiting.extend(pending[i:])
+                break
+            if counts[g] <= room[p]:
+                parts[p].append(g)
+                room[p] -= counts[g]
+            else:
+                waiting.append(g)
+        pending = waiting
+        if room[p]:
+            raise ValueError(f"cannot fill a part of {sizes[p]} examples with whole groups")
+    out = []
+    for chosen in parts:
+        idx = np.concatenate([members[g] for g in chosen]) if chosen else np.zeros(0, int)
+        out.append(rng.permutation(idx))
+    return out
 
 
 def check_array(path, what, arr, ndim=None, shape=None, kinds="f", finite=True, value_range=None):

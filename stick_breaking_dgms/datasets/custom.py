@@ -58,7 +58,7 @@ def read_arrays(path):
         raise DatasetError(f"custom data set not found: expected the file "
                            f"{os.path.abspath(path)} (a {', '.join(SUFFIXES)} file with an "
                            f"array 'x', or 'train_x' / 'valid_x' / 'test_x'; see "
-                           f"docs/datasets.md)")
+                           f"the README, section 'Your own data')")
     try:
         if lower.endswith(".npz"):
             with np.load(path, allow_pickle=False) as npz:

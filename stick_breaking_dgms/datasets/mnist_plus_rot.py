@@ -29,9 +29,13 @@ The built set is ordered plain half then rotated half, with per-example ``labels
 ``rotated`` flags, ``angle`` (0 for upright digits) and ``source_index`` (the MNIST image
 used). Whichever source, the 100,000 examples are then shuffled with ``seed`` (the training
 seed, independent of ``build_seed``, so every training seed sees the same 100,000 images)
-and split 70,000 / 10,000 / 20,000. The rotated flags and angles of each split are in
-``Dataset.extras`` as ``train_rotated``, ``valid_rotated``, ``test_rotated`` (and
-``*_angle``); they are absent for the original file unless it holds ``rotated``.
+and split 70,000 / 10,000 / 20,000. For the built set the split keeps the two copies of a
+digit (upright and rotated) in the same split (:func:`.base.grouped_split_indices`), so
+no test digit was trained on in its other orientation; the original file, which does not
+say which digits it shares, is split by a plain shuffle. The rotated flags and angles of
+each split are in ``Dataset.extras`` as ``train_rotated``, ``valid_rotated``,
+``test_rotated`` (and ``*_angle``, ``*_source_index``); they are absent for the original
+file unless it holds ``rotated``.
 
 Cache: ``<data_dir>/mnist_plus_rot_built_seed<build_seed>.npz`` (``_n<n>`` added for a
 subset), a deterministic ``.npz`` with a checksum (:mod:`.cache`): the same build seed
@@ -41,9 +45,9 @@ import os
 
 import numpy as np
 
-from .base import (Dataset, DatasetError, check_array, describe_object, read_pickle,
-                   seeded_split, split_sizes)
-from .cache import load_or_build, sha256_file
+from .base import (Dataset, DatasetError, check_array, describe_object, grouped_split_indices,
+                   read_pickle, seeded_split, split_sizes)
+from .cache import load_or_build
 from .mnist import find_mnist, read_mnist_pickle
 
 ORIGINAL_FILES = ("mnist_plus_rot.pkl.gz", "mnist_plus_rot.pkl")
@@ -164,11 +168,14 @@ def built_arrays(data_dir, build_seed=BUILD_SEED, n_per_half=N_PER_HALF, rebuild
         except Exception as e:  # read_mnist_pickle lets a few rare pickle errors through
             raise DatasetError(f"{source}: not a readable MNIST pickle (corrupted?): "
                                f"{type(e).__name__}: {e}") from None
-        return (build_mnist_plus_rot(x, y, build_seed, n_per_half),
-                {"mnist_sha256": sha256_file(source)})
+        return build_mnist_plus_rot(x, y, build_seed, n_per_half), {}
 
+    try:  # the MNIST file it is built from, when there is one (checked: a changed file rebuilds)
+        sources = {"mnist": find_mnist(data_dir, allow_download=False)}
+    except DatasetError:
+        sources = {}
     arrays, _ = load_or_build(cache_path(data_dir, build_seed, n_per_half), expected, meta,
-                              build, rebuild=rebuild)
+                              build, rebuild=rebuild, sources=sources)
     return arrays
 
 
@@ -254,11 +261,15 @@ def load_mnist_plus_rot(data_dir="./datasets", seed=1234, build_seed=BUILD_SEED,
         arrays = built_arrays(data_dir, build_seed, n_per_half, rebuild, allow_download)
         source = cache_path(data_dir, build_seed, n_per_half)
     x, y = arrays["inputs"], arrays["labels"]
-    order = np.arange(n_total)
-    (trx, try_), (vax, vay), (tex, tey) = seeded_split(x, y, sizes, seed)
-    idx = [i for i, _ in seeded_split(order, None, sizes, seed)]  # same shuffle, for extras
+    if "source_index" in arrays:
+        # the built set uses about 35,700 digits twice (upright and rotated): both copies go
+        # to the same split, so no test digit is seen in training in its other orientation
+        idx = grouped_split_indices(arrays["source_index"], sizes, seed)
+    else:  # the original file does not say which digits it shares
+        idx = [i for i, _ in seeded_split(np.arange(n_total), None, sizes, seed)]
+    (trx, try_), (vax, vay), (tex, tey) = ((x[i], y[i]) for i in idx)
     extras = {}
-    for key in ("rotated", "angle"):
+    for key in ("rotated", "angle", "source_index"):
         if key in arrays:
             for part, ids in zip(("train", "valid", "test"), idx):
                 extras[f"{part}_{key}"] = arrays[key][ids]

@@ -38,7 +38,7 @@ import numpy as np
 
 from .base import (Dataset, DatasetError, check_array, describe_object, missing_file,
                    read_mat, read_pickle, to_float32)
-from .cache import load_or_build, read_cache, sha256_file
+from .cache import load_or_build, read_cache
 
 TRAIN_FILE = "train_32x32.mat"
 TEST_FILE = "test_32x32.mat"
@@ -285,14 +285,15 @@ def load_svhn_pca(data_dir="./datasets", seed=1234, color="rgb", n_components=N_
                     raise missing_file(p, what, GET_IT)
             arrays = build_features(train_path, test_path, seed, color, n_components,
                                     n_train, n_valid)
-            return arrays, {"train_sha256": sha256_file(train_path),
-                            "test_sha256": sha256_file(test_path)}
+            return arrays, {}
 
         d = 3072 if color == "rgb" else 1024
         meta = {"dataset": "svhn_pca", "version": CACHE_VERSION, "seed": seed, "color": color,
                 "n_components": n_components, "n_train": n_train, "n_valid": n_valid}
         arrays, _ = load_or_build(path, _expected(n_train, n_valid, n_components, d), meta,
-                                  build, rebuild=rebuild)
+                                  build, rebuild=rebuild,
+                                  sources={"train_32x32.mat": train_path,
+                                           "test_32x32.mat": test_path})
         parts = tuple(arrays[k] for k in ("train_x", "train_y", "valid_x", "valid_y",
                                           "test_x", "test_y"))
         extras = {"train_index": arrays["train_index"], "valid_index": arrays["valid_index"]}
