@@ -31,7 +31,7 @@ Targets (PASS/FAIL): SB-VAE step <= PyTorch step at the same thread count; SB-VA
 Usage (PyTorch is a benchmark-only dependency)::
 
     pip install -r benchmarks/requirements.txt
-    python benchmarks/speed.py            # full mode, ~10 minutes on 2 idle cores
+    python benchmarks/speed.py            # full mode, ~5 minutes on 2 idle cores
     python benchmarks/speed.py --quick    # functional check, a few steps of everything
 
 Writes JSON to ``benchmarks/results/<date>.json`` (or ``--output``) and prints a summary.
@@ -198,6 +198,23 @@ def machine_info():
     except OSError:
         info["git_commit"] = None
     return info
+
+
+def machine_busy_seconds():
+    """CPU seconds the whole machine has spent busy (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    """CPU seconds of this process and of its children that have been waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def uptime():
@@ -761,6 +778,7 @@ def main(argv=None):
               "argv": sys.argv[1:], "settings": mode, "skipped": sorted(args.skip),
               "machine": machine_info(), "uptime_start": uptime(),
               "loadavg_start": os.getloadavg(), "phases": []}
+    busy_start, own_start = machine_busy_seconds(), own_cpu_seconds()
     have_torch = importlib.util.find_spec("torch") is not None and "torch" not in args.skip
     if not have_torch and "torch" not in args.skip:
         log("PyTorch is not installed: `pip install -r benchmarks/requirements.txt` "
@@ -911,6 +929,11 @@ def main(argv=None):
     result["loadavg_end"] = os.getloadavg()
     result["uptime_end"] = uptime()
     result["elapsed_s"] = round(time.time() - started, 1)
+    if busy_start is not None:
+        # what other processes took from the machine meanwhile (the load average counts
+        # the benchmark's own threads, so it cannot tell a quiet machine from a busy one)
+        others = (machine_busy_seconds() - busy_start) - (own_cpu_seconds() - own_start)
+        result["other_processes_cpu_s"] = round(max(others, 0.0), 1)
     from stick_breaking_dgms.fileio import write_text
     try:
         summarize(result)
@@ -1022,13 +1045,20 @@ def summarize(result):
         if part.get("startup"):
             s["memory_mib"][f"{name}_script"] = part["startup"]["maxrss_mib"]
     s["elapsed_s"] = result["elapsed_s"]
-    busiest = max(result["loadavg_start"][0], result["loadavg_end"][0],
-                  *(p["loadavg"][0] for p in result["phases"]))
     cpus = result["machine"]["cpu_count"] or 1
-    if busiest > 0.5 * cpus:
-        s["load_warning"] = (f"load average up to {busiest:.1f} on {cpus} CPUs during the run: "
-                             "timings are inflated and noisy, two-thread ones above all "
-                             "(threads wait for descheduled peers); rerun on a quiet machine")
+    others = result.get("other_processes_cpu_s")
+    if others is not None:
+        share = others / (result["elapsed_s"] * cpus)
+        s["other_processes_cpu_share"] = round(share, 3)
+        if share > 0.1:
+            s["load_warning"] = (f"other processes used {share:.0%} of the {cpus} CPUs during "
+                                 f"the run: timings are inflated and noisy, two-thread ones "
+                                 f"above all (threads wait for descheduled peers); rerun on a "
+                                 f"quiet machine")
+    elif result["loadavg_start"][0] > 0.5 * cpus:
+        s["load_warning"] = (f"load average {result['loadavg_start'][0]:.1f} on {cpus} CPUs "
+                             f"when the run started: rerun on a quiet machine")
+    if "load_warning" in s:
         print(f"WARNING: {s['load_warning']}", flush=True)
     result["summary"] = s
     print()

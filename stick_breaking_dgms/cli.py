@@ -80,11 +80,13 @@ def blas_threads(text):
 
 
 def dataset_arg(text):
-    """A registered data set name or the path of a .npz / HDF5 file."""
-    from .datasets import DATASET_CHOICES
-    if text in DATASET_CHOICES:
-        return text
-    if os.path.isfile(text):
+    """A registered data set name or the path of a .npz / HDF5 file.
+
+    Whether the file exists is checked in :func:`parse_args`, once ``--data-dir`` (where a
+    relative path is also looked for) is known.
+    """
+    from .datasets import DATASET_CHOICES, is_dataset_path
+    if text in DATASET_CHOICES or is_dataset_path(text) or os.path.isfile(text):
         return text
     raise argparse.ArgumentTypeError(
         f"unknown dataset {text!r}: expected one of {', '.join(DATASET_CHOICES)}, "
@@ -224,6 +226,15 @@ def parse_args(model, argv=None):
     if args.hidden_type == "residual" and args.skip == args.nb_hidden_layers:
         parser.error(f"argument --skip: the first hidden layer changes the dimension and "
                      f"cannot be residual: expected at most {args.nb_hidden_layers - 1}")
+    from .datasets import DATASET_CHOICES
+    if args.dataset not in DATASET_CHOICES and not os.path.isfile(args.dataset) \
+            and (os.path.isabs(args.dataset)
+                 or not os.path.isfile(os.path.join(args.data_dir, args.dataset))):
+        where = os.path.abspath(args.dataset)
+        if not os.path.isabs(args.dataset):
+            where += f" or {os.path.abspath(os.path.join(args.data_dir, args.dataset))}"
+        parser.error(f"argument --dataset: no file {where} (expected a .npz or HDF5 file, "
+                     f"or one of {', '.join(DATASET_CHOICES)})")
     return parser, args
 
 
@@ -306,7 +317,16 @@ def _main(model, spec, parser, args):
     print("Dataset:", data.describe(), f"(from {data.source})", flush=True)
     data = data.astype(args.floatX)
     model_seed, label_seed = derived_seeds(args.seed)
-    if spec["semi"]:  # a label split that cannot work stops before any file is touched
+    if spec["semi"]:  # data that cannot work stop before any file is touched
+        if any(y is None for y in (data.train_y, data.valid_y, data.test_y)):
+            print(f"error: {data.source or data.name}: the semi-supervised model needs labels "
+                  f"for every split (an integer array 'y', or train_y / valid_y / test_y); "
+                  f"this data set has none", file=sys.stderr)
+            return 1
+        if data.n_classes < 2:
+            print(f"error: {data.source or data.name}: the labels take {data.n_classes} "
+                  f"value; the classifier needs at least 2 classes", file=sys.stderr)
+            return 1
         from .experiments import LabelSplitError, split_labels
         try:
             split_labels(len(data.train_x), args.label_drop_percentage, args.batch_size,
@@ -347,6 +367,8 @@ def _train(model, args, data, files, checkpoint, identity_keys, threads, started
             "dataset": data.describe(), "dataset_source": data.source,
             "latent_size": latent_size_of(args), "seed": args.seed,
             "model_seed": model_seed, "label_seed": label_seed, "blas_threads": threads}
+    if MODELS[model]["semi"]:
+        meta["n_classes"] = data.n_classes
     trainer = Trainer(task, files, meta, args.max_epoch, args.lookahead, args.checkpoint_every,
                       args.on_nan, args.progress)
     if checkpoint is not None:
@@ -409,10 +431,18 @@ def args_from_meta(meta, path):
     return model, args
 
 
-def build_model(model, args, n_in, likelihood, model_seed):
+def n_classes_of(params):
+    """The number of classes of a semi-supervised model's stored parameters (10 if unknown)."""
+    w = params.get("classifier/W") if isinstance(params, dict) else None
+    return int(np.shape(w)[1]) if w is not None and np.ndim(w) == 2 else 10
+
+
+def build_model(model, args, n_in, likelihood, model_seed, n_classes=10):
     """The (uncompiled) network for parsed arguments: a VAE or a SemiSupervisedDGM.
 
-    Also used by :mod:`.classify` to rebuild a model from a checkpoint's stored arguments.
+    ``n_classes`` is the semi-supervised model's number of labels (the data's; 10 for the
+    digit data sets). Also used by :mod:`.classify` and :mod:`.evaluation.loading` to
+    rebuild a model from a checkpoint's stored arguments.
     """
     from .models import SemiSupervisedDGM, VAE
     from .networks import layer_kinds
@@ -423,8 +453,11 @@ def build_model(model, args, n_in, likelihood, model_seed):
     if spec["latent"] == "stick-breaking":
         latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
                               digamma=args.digamma, clip=args.clip_kumaraswamy)
-    cls = SemiSupervisedDGM if spec["semi"] else VAE
-    return cls(n_in, hidden, residual, args.activation_type, spec["latent"],
+    if spec["semi"]:
+        return SemiSupervisedDGM(n_in, hidden, residual, args.activation_type, spec["latent"],
+                                 latent_size_of(args), likelihood, model_seed,
+                                 n_classes=n_classes, **latent_options)
+    return VAE(n_in, hidden, residual, args.activation_type, spec["latent"],
                latent_size_of(args), likelihood, model_seed, **latent_options)
 
 
@@ -432,7 +465,8 @@ def build_task(model, args, data, model_seed, label_seed):
     """The model and its compiled training task for parsed arguments."""
     from .experiments import SemiSupervisedTask, VAETask
     spec = MODELS[model]
-    net = build_model(model, args, data.n_in, data.likelihood, model_seed)
+    net = build_model(model, args, data.n_in, data.likelihood, model_seed,
+                      n_classes=data.n_classes if spec["semi"] else 10)
     common = dict(on_nan=args.on_nan, clip_gradient_norm=args.clip_gradient_norm)
     if spec["semi"]:
         return SemiSupervisedTask(net, data, args.batch_size, args.learning_rate,

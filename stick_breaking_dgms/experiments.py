@@ -12,7 +12,7 @@ import numpy as np
 
 from .backend import at, floatX, function, shared
 from .objectives import prediction_errors_expr
-from .optimizers import training_updates
+from .optimizers import finite_step_expr, training_updates
 
 
 def _shared_data(array, name, dtype=None):
@@ -58,10 +58,27 @@ class _CompiledOnFirstCall:
 
 
 class _Task:
-    """What every task shares: the validation and test passes over ``_evaluate(split)``."""
+    """What every task shares: the training step, the validation and test passes.
+
+    With ``on_nan="skip-batch"`` the compiled step also returns whether its update was
+    applied (the cost and the gradient norm were finite); a withheld one is reported to
+    the Trainer as non-finite metrics, so it is counted even when only the gradient was
+    not finite.
+    """
+
+    _reports_step = False
+
+    def _compile_train(self, index, metrics, cost, norm, updates, givens, on_nan):
+        self._reports_step = on_nan == "skip-batch"
+        outputs = list(metrics) + ([finite_step_expr(cost, norm)] if self._reports_step else [])
+        self._train = function([index], outputs, updates=updates, givens=givens)
 
     def train_step(self, i):
-        return self._train(i)
+        out = self._train(i)
+        if self._reports_step:
+            *values, applied = out
+            return values if applied else [math.nan] * len(values)
+        return out
 
     def validate(self):
         return self._evaluate("valid")
@@ -91,14 +108,15 @@ class VAETask(_Task):
         index = at.lscalar("index")
         x = at.matrix("x")
         nll, kl = model.negative_elbo_terms(x)
-        updates, _ = training_updates(at.mean(nll + kl), self.params.values(), learning_rate,
-                                      clip_gradient_norm, on_nan == "skip-batch",
-                                      **(adam_options or {}))
+        cost = at.mean(nll + kl)
+        updates, norm = training_updates(cost, self.params.values(), learning_rate,
+                                         clip_gradient_norm, on_nan == "skip-batch",
+                                         **(adam_options or {}))
         self.optimizer_state = _state_of(updates, self.params)
         self.rngs = _rngs(model)
         batch = slice(index * batch_size, (index + 1) * batch_size)
-        self._train = function([index], [at.mean(nll), at.mean(kl)], updates=updates,
-                               givens={x: _batch(self.train_x, index, batch_size)})
+        self._compile_train(index, [at.mean(nll), at.mean(kl)], cost, norm, updates,
+                            {x: _batch(self.train_x, index, batch_size)}, on_nan)
         # Validation and test score the reconstruction NLL only, as the original: the KL's
         # ten-term series would be the costliest node of the pass.
         self._eval = _CompiledOnFirstCall(lambda: function(
@@ -166,7 +184,8 @@ def split_labels(n_train, drop_percentage, batch_size, seed):
 class SemiSupervisedTask(_Task):
     """SB-DGM / Gauss-DGM: labelled and unlabelled batches in one step; validate on error."""
 
-    train_metrics = ("labelled_nll", "unlabelled_nll", "labelled_kl", "unlabelled_kl")
+    # the four terms of the original's log line, and the total cost being minimised
+    train_metrics = ("labelled_nll", "unlabelled_nll", "labelled_kl", "unlabelled_kl", "cost")
 
     def __init__(self, model, data, batch_size, learning_rate, drop_percentage, supervised_weight,
                  label_seed, on_nan="stop", clip_gradient_norm=None, adam_options=None):
@@ -194,13 +213,14 @@ class SemiSupervisedTask(_Task):
             zero = at.zeros((), dtype=floatX())
             terms = {"labelled_nll": at.mean(nll), "unlabelled_nll": zero,
                      "labelled_kl": at.mean(kl), "unlabelled_kl": zero}
-        updates, _ = training_updates(cost, self.params.values(), learning_rate,
-                                      clip_gradient_norm, on_nan == "skip-batch",
-                                      **(adam_options or {}))
+        terms["cost"] = cost  # checked for NaN too: -log q(y|x) and H[q] are only in it
+        updates, norm = training_updates(cost, self.params.values(), learning_rate,
+                                         clip_gradient_norm, on_nan == "skip-batch",
+                                         **(adam_options or {}))
         self.optimizer_state = _state_of(updates, self.params)
         self.rngs = _rngs(model)
-        self._train = function([index], [terms[n] for n in self.train_metrics], updates=updates,
-                               givens=givens)
+        self._compile_train(index, [terms[n] for n in self.train_metrics], cost, norm, updates,
+                            givens, on_nan)
         x, yy = at.matrix("x"), at.ivector("y")
         probs = model.label_probs(x)
         self._errors = _CompiledOnFirstCall(

@@ -77,6 +77,11 @@ def adam(loss_or_grads, params, learning_rate=3e-4, beta1=0.95, beta2=0.999, eps
     return updates
 
 
+def finite_step_expr(cost, gradient_norm):
+    """True when the cost and the gradient norm are both finite (the step can be applied)."""
+    return ~(at.isnan(cost) | at.isinf(cost) | at.isnan(gradient_norm) | at.isinf(gradient_norm))
+
+
 def training_updates(cost, params, learning_rate, clip_gradient_norm=None, skip_nonfinite=False,
                      **adam_options):
     """Adam updates for ``cost``, with optional gradient-norm clipping and NaN guard.
@@ -92,6 +97,6 @@ def training_updates(cost, params, learning_rate, clip_gradient_norm=None, skip_
         grads, norm = total_norm_constraint(grads, clip_gradient_norm)
     updates = adam(grads, params, learning_rate, **adam_options)
     if skip_nonfinite:
-        ok = ~(at.isnan(cost) | at.isinf(cost) | at.isnan(norm) | at.isinf(norm))
+        ok = finite_step_expr(cost, norm)
         updates = OrderedDict((var, at.switch(ok, new, var)) for var, new in updates.items())
     return updates, norm

@@ -246,13 +246,14 @@ def render_report(results, cells, opts, meta):
         w("")
         w("Outliers: examples with -log p(x) above Q3 + 3 IQR of the test set, or not finite. "
           "They stay in the reported mean; the mean without them is shown beside it. "
-          "NaN samples are left out of an example's sum (and counted here); an example whose "
-          "estimate is not finite is counted and left out of the 'finite' mean only.")
+          "NaN samples are left out of an example's sum (and counted here); zero-weight "
+          "(log w = -inf) and infinite-weight (log w = +inf) samples are counted; an example "
+          "whose estimate is not finite is counted and left out of the 'finite' mean only.")
         w("")
         w("| model | data set | n | mean ± SE | mean of finite | median | outliers | "
           "mean without outliers | MC ELBO ± SE | ELBO <= IS | NaN samples | zero-weight "
-          "samples | mean ESS | time |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "samples | infinite-weight samples | mean ESS | time |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for dataset, models in lik.items():
             for model, s in models.items():
                 w(f"| {model_name(model)} | {dataset_name(dataset)} | {s['n']:,} | "
@@ -262,7 +263,8 @@ def render_report(results, cells, opts, meta):
                   f"{format_number(s['mean_nll_without_outliers'])} | "
                   f"{format_number(_negated(s['mean_elbo']))} ± {format_number(s['se_elbo'])} | "
                   f"{_yesno(s.get('elbo_below_is'))} | "
-                  f"{s['nan_samples']} | {s['zero_weight_samples']} | {format_number(s['mean_ess'], 1)} | "
+                  f"{s['nan_samples']} | {s['zero_weight_samples']} | "
+                  f"{s.get('inf_samples', 0)} | {format_number(s['mean_ess'], 1)} | "
                   f"{format_number(s['seconds'], 1)} s |")
         w("")
         w("(The MC ELBO column is the negative ELBO, -mean_s log w, from the same draws.)")
@@ -300,6 +302,20 @@ def render_report(results, cells, opts, meta):
                       f"{'posterior mean' if kind == 'mean' else 'sampled'} | "
                       f"{format_number(s['mean'])} | {format_number(s['median'], 1)} | {s['min']}–{s['max']} | "
                       f"{per}{extra} |")
+        w("")
+        w("The paper's numbers (MNIST+rot; it does not say which codes it counted):")
+        w("")
+        w("| data set | digits | published | measured, posterior mean | measured, sampled | "
+          "difference (mean codes) |")
+        w("|---|---|---|---|---|---|")
+        from .published import records
+        for rec in records("active_dimensions"):
+            subset = rec.setting.get("subset")
+            u = usage.get(rec.dataset, {}).get(rec.model)
+            got = [u[k].get(subset) if u else None for k in ("mean", "sampled")]
+            diff = "—" if got[0] is None else f"{got[0] - rec.value:+.2f}"
+            w(f"| {dataset_name(rec.dataset)} | {subset} | {format_number(rec.value, 1)} | "
+              f"{_pm(got[0], None)} | {_pm(got[1], None)} | {diff} |")
     figs = results["figures"]
     w("")
     w("## Figures")

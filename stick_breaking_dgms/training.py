@@ -163,17 +163,17 @@ class Trainer:
         Save the full state every this many epochs (and on interruption, and at the end).
     on_nan : {"stop", "skip-batch"}
     progress : {"auto", "always", "never"}
-    out : file
-        Where epoch lines are printed.
+    out : file, optional
+        Where epoch lines are printed (default: ``sys.stdout`` when the Trainer is made).
     """
 
     def __init__(self, task, files, meta, max_epoch, lookahead, checkpoint_every=1,
-                 on_nan="stop", progress="auto", out=sys.stdout):
+                 on_nan="stop", progress="auto", out=None):
         self.task, self.files, self.meta = task, files, meta
         self.max_epoch, self.lookahead = max_epoch, lookahead
         self.checkpoint_every, self.on_nan = checkpoint_every, on_nan
         self.progress = Progress(progress)
-        self.out = out
+        self.out = sys.stdout if out is None else out  # the current stdout, not import's
         self.state = RunState(sums=[0.0] * len(task.train_metrics))
         self.best_params = None
         self.signal = None
@@ -445,7 +445,10 @@ def _check_state(path, meta, n_metrics, n_batches):
         problems.append(f"best score {state.best_score!r}")
     if not (isinstance(state.lines, list) and all(isinstance(x, str) for x in state.lines)):
         problems.append("log lines")
-    if not (isinstance(state.history, list) and all(isinstance(h, dict) for h in state.history)
+    if not (isinstance(state.history, list)
+            and all(isinstance(h, dict) and all(isinstance(k, str) and is_num(v)
+                                                for k, v in h.items())
+                    for h in state.history)
             and len(state.history) == (state.epoch if is_int(state.epoch) else -1)):
         problems.append("history")
     if not (is_num(state.seconds) and is_num(state.total_seconds)):

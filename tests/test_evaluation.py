@@ -130,6 +130,12 @@ def test_summary_reports_outliers_without_dropping_them():
     assert [o["index"] for o in s["outliers"]] == [9, 7]
     assert s["outliers"][1]["min_b"] == pytest.approx(5e-37)
     assert s["nan_samples"] == 100 and s["examples_with_nan_samples"] == 1
+    # an infinite density (log p(x) = +inf, -log p(x) = -inf) is listed among the outliers too
+    log_px[11] = np.inf
+    per["inf_samples"][11] = 3
+    s = summarize(per)
+    assert s["n_nonfinite"] == 2 and s["n_outliers"] == 3 and s["inf_samples"] == 3
+    assert sorted(o["index"] for o in s["outliers"]) == [7, 9, 11]
 
 
 # -- the log-space Kumaraswamy draw ----------------------------------------------------------

@@ -64,3 +64,23 @@ def test_gradient_norm_clipping():
     np.testing.assert_allclose(w.get_value(), [-1.0, -1.0])
     m = [u for u in updates if u.name == "adam/m/w4"][0]
     np.testing.assert_allclose(m.get_value(), [3.0, 4.0])  # clipped gradient, norm 5
+
+
+def test_a_finite_loss_with_a_nonfinite_gradient_is_withheld_and_reported():
+    import math
+    from stick_breaking_dgms.experiments import _Task
+    from stick_breaking_dgms.optimizers import finite_step_expr
+    w = shared(np.array([0.0, 1.0]), name="w5")
+    loss = at.sum(at.sqrt(w))  # finite (1.0), but d sqrt(w) / dw is inf at w = 0
+    updates, norm = training_updates(loss, [w], 0.1, skip_nonfinite=True)
+    step = function([], [loss, finite_step_expr(loss, norm)], updates=updates)
+    value, applied = step()
+    assert value == 1.0 and not applied
+    np.testing.assert_array_equal(w.get_value(), [0.0, 1.0])
+    # a task in skip-batch mode turns a withheld step into non-finite metrics, so the
+    # Trainer counts it as a skipped batch
+    task = _Task()
+    task._reports_step, task._train = True, lambda i: [1.0, 2.0, False]
+    assert all(math.isnan(v) for v in task.train_step(0))
+    task._train = lambda i: [1.0, 2.0, True]
+    assert task.train_step(0) == [1.0, 2.0]

@@ -78,6 +78,12 @@ def test_report_contains_every_table_cell(regression_run):
             ("knn", "gauss_vae"), ("knn", "raw_pixels"), ("semisup", "sb_ssdgm"),
             ("semisup", "knn_pixels_k5")} <= measured
     assert "## Active dimensions" in text and "## Importance-sampling diagnostics" in text
+    # the published active dimensions (MNIST+rot, not measured by these MNIST runs)
+    for rec in records("active_dimensions"):
+        row = [r for r in rows if r.startswith(f"| {dataset_name(rec.dataset)} | "
+                                               f"{rec.setting['subset']} |")]
+        assert len(row) == 1 and f"{rec.value:.1f}" in row[0] and "not measured" in row[0]
+    assert "infinite-weight samples" in text
     per_example = np.load(os.path.join(report, "per_example.npz"))
     assert per_example["likelihood/mnist/sb_vae/log_px"].shape == (500,)
     counts = per_example["active_dimensions/mnist/sb_vae/mean"]

@@ -224,3 +224,37 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(runs, chain):
     steps = GRACEFUL if chain == "graceful" else HARD
     _check_chain(dirs[chain], steps, out[chain])
     _assert_same_run(_final(dirs["reference"]), _final(dirs[chain]))
+
+
+# -- the semi-supervised model: two random streams, labelled and unlabelled batches -------
+
+SS_SCRIPT = os.path.join(ROOT, "run_stickBreaking_ssDGM_experiments.py")
+SS_ARGS = ["--hidden-size", "50", "--latent-size", "10", "--max-epoch", "2",
+           "--progress", "never", "--blas-threads", "1"]
+SS_BATCHES = 405  # 40,500 unlabelled images / 100 (10 % labels, batches of 11 labelled)
+SS_CHAIN = [
+    ("SIGTERM@step:100", 128 + signal.SIGTERM, (0, 100, "checkpoint"), None),
+    (f"SIGKILL@step:{SS_BATCHES + 150}", -signal.SIGKILL, (1, 0, "checkpoint"), None),
+    (f"SIGTERM@step:{SS_BATCHES + 300}", 128 + signal.SIGTERM, (1, 300, "checkpoint"), None),
+]
+
+
+def _run_ss(directory, hook=""):
+    env = dict(os.environ)
+    env.pop("SBDGM_TEST_INTERRUPT", None)
+    if hook:
+        env["SBDGM_TEST_INTERRUPT"] = hook
+    return subprocess.run([sys.executable, SS_SCRIPT, *SS_ARGS, "--experiment-dir",
+                           str(directory)], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=ROOT)
+
+
+def test_interrupted_semi_supervised_run_equals_the_uninterrupted_one(tmp_path):
+    reference, chain = tmp_path / "reference", tmp_path / "chain"
+    reference.mkdir()
+    chain.mkdir()
+    ref_proc = _run_ss(reference)
+    assert ref_proc.returncode == 0, _describe(ref_proc)
+    procs = [(hook, _run_ss(chain, hook)) for hook, *_ in SS_CHAIN] + [("", _run_ss(chain))]
+    _check_chain(chain, SS_CHAIN, procs)
+    _assert_same_run(_final(reference), _final(chain))

@@ -246,7 +246,8 @@ def test_restore_refuses_shapes_that_do_not_fit_and_changes_nothing(tasks, tmp_p
         assert np.array_equal(v.get_value(), good_prev["params"][n])
 
 
-@pytest.mark.parametrize("damage", ["dtype", "rng", "state", "history", "nan best"])
+@pytest.mark.parametrize("damage", ["dtype", "rng", "state", "history", "history entry",
+                                    "nan best"])
 def test_restore_refuses_inconsistent_checkpoints(tasks, tmp_path, damage):
     from stick_breaking_dgms.training import Trainer
     task, snap = tasks["skip-batch"]
@@ -260,6 +261,8 @@ def test_restore_refuses_inconsistent_checkpoints(tasks, tmp_path, damage):
         meta["state"]["batch"] = 10 ** 6
     elif damage == "history":
         meta["state"]["history"] = []
+    elif damage == "history entry":  # the right length, a value of the wrong type
+        meta["state"]["history"][0]["skipped_batches"] = "x"
     else:
         groups["best"] = {n: np.full_like(a, np.nan) for n, a in groups["best"].items()}
     _reset(task, snap)
@@ -339,6 +342,31 @@ def test_clipped_kl_is_nonnegative(faithful_kl, dtype, alpha0):
     np.testing.assert_allclose(kl[keep], faithful[keep], rtol=1e-5 if dtype == "float32"
                                else 1e-12, atol=1e-6 if dtype == "float32" else 1e-12)
     assert np.all(kl[~keep] == 0)
+
+
+def test_clip_kumaraswamy_flag_reaches_the_posterior_and_the_kl():
+    """--clip-kumaraswamy 0.25,15 from the command line: whatever the encoder emits, a and b
+    stay in the box and every stick's KL is >= 0 (the model's own posterior and KL)."""
+    from stick_breaking_dgms import cli
+    from stick_breaking_dgms.backend import at, function
+    _, args = cli.parse_args("sb_vae", ["--clip-kumaraswamy", "0.25,15", "--hidden-size", "4",
+                                        "--truncation-level", "6"])
+    net = cli.build_model("sb_vae", args, 784, "bernoulli", 0)
+    rng = np.random.default_rng(0)
+    net.latent.W_a.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
+    net.latent.W_b.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
+    h = at.matrix("h")
+    post = net.latent.posterior(h)
+    f = function([h], [post["a"], post["b"], net.latent.kl(post), net.latent.kl(
+        {"a": post["a"], "b": post["b"]})])
+    hs = np.concatenate([rng.normal(0, 3, (500, 4)), np.eye(4) * 50, -np.eye(4) * 50,
+                         np.zeros((1, 4))]).astype("float32")
+    a, b, kl, _ = f(hs)
+    assert a.min() >= 0.25 and a.max() <= 15 and b.min() >= 0.25 and b.max() <= 15
+    assert (a == 0.25).any() and (a == 15).any()  # the encoder really hit both bounds
+    assert np.all(np.isfinite(kl)) and np.all(kl >= 0)
+    _, off = cli.parse_args("sb_vae", [])
+    assert off.clip_kumaraswamy is None  # off by default, as the original
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

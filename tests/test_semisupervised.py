@@ -225,6 +225,87 @@ def test_a_training_step_moves_both_branches_alike(mnist):
         assert not np.array_equal(task.params[name].get_value(), value), name
 
 
+def _branch_function(model):
+    """Per example, from the same x, label y and noise u: the labelled branch's NLL(x | pi, y),
+    KL and -log q(y | x), and the unlabelled branch's NLL for label y, KL and -log q(y | x)."""
+    from stick_breaking_dgms.objectives import nll_expr
+    x, y, u = at.matrix("x"), at.ivector("y"), at.matrix("u")
+    nll_l, kl_l, label_nll = model.labelled_terms(x, y, noise=u)
+    code = model.latent.sample(model.latent.posterior(model.encoder(x)), u)
+    nll_all = nll_expr(model.likelihood, x[:, None, :], model.decode_all_labels(code))
+    _, kl_u, _, probs = model.unlabelled_terms(x, noise=u)
+    rows = at.arange(x.shape[0])
+    return function([x, y, u], [nll_l, kl_l, label_nll, nll_all[rows, y], kl_u,
+                                -at.log(probs[rows, y])])
+
+
+def test_a_training_step_changes_the_labelled_and_unlabelled_branches_alike(mnist):
+    """Whole branches (encoder, latent, classifier, decoder) on the same input, label and
+    noise: equal before and after a step of the real training function, so the step moved
+    them alike."""
+    small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
+                                train_y=mnist.train_y[:1000])
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+                              seed=2)
+    task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
+    f = _branch_function(model)
+    x = mnist.valid_x[:40]
+    y = mnist.valid_y[:40].astype(np.int32)
+    u = np.random.default_rng(3).uniform(0.01, 0.99, (40, 4)).astype(np.float32)
+    before = f(x, y, u)
+    for i in range(3):
+        assert np.isfinite(task.train_step(i)).all()
+    after = f(x, y, u)
+    for values in (before, after):
+        labelled, unlabelled = values[:3], values[3:]
+        for a, b in zip(labelled, unlabelled):
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-5)
+    moved = [a1 - a0 for a0, a1 in zip(before, after)]
+    assert np.abs(moved[0]).max() > 1e-2 and np.abs(moved[2]).max() > 1e-4
+    for a, b in zip(moved[:3], moved[3:]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
+
+
+def test_a_nan_in_a_semi_supervised_step_stops_with_the_best_test_error(mnist, tmp_path):
+    """The original's NaN rule for the SB-DGM: stop, restore the best epoch, report its test
+    error (% and count), exit non-zero; the NaN check covers the total cost."""
+    import io
+    from stick_breaking_dgms.training import Trainer
+    small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
+                                train_y=mnist.train_y[:1000])
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+                              seed=2)
+    task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
+    assert task.train_metrics[-1] == "cost"
+    files = RunFiles(str(tmp_path), PREFIX, "nan")
+    out = io.StringIO()
+    trainer = Trainer(task, files, {"args": {}}, 3, 30, progress="never", out=out)
+    real = task.train_step
+
+    def step(i):  # batch 4 of epoch 1: the labelled x turn NaN for one step
+        if trainer.state.epoch == 1 and i == 4:
+            x = task.xl.get_value(borrow=True)
+            lb = task.labelled_batch_size
+            saved = x[i * lb:(i + 1) * lb].copy()
+            x[i * lb:(i + 1) * lb] = np.nan
+            try:
+                return real(i)
+            finally:
+                x[i * lb:(i + 1) * lb] = saved
+        return real(i)
+
+    task.train_step = step
+    code = trainer.run()
+    lines = trainer.state.lines
+    assert code != 0 and len(lines) == 3, lines
+    assert lines[1] == "found NaN in training batch 4 of epoch 1...aborting training..."
+    assert re.match(r"^Ended due to NaN! best epoch 0, best valid error [0-9.]+% \([0-9,]+\), "
+                    r"test error [0-9.]+% \([0-9,]+\)", lines[2]), lines[2]
+    best, meta = read_checkpoint(files.best)
+    assert meta["best_epoch"] == 0
+    assert all(np.all(np.isfinite(a)) for a in best["params"].values())
+
+
 # -- labelled batch size -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("drop,n_labelled,n_batches,labelled_batch", [
@@ -457,3 +538,48 @@ def test_classify_runs_as_module_and_console_script(tmp_path):
         pytest.skip("sbdgm-classify not installed (pip install -e . creates it)")
     help_run = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert help_run.returncode == 0 and "--output" in help_run.stdout
+
+
+# -- your own data: the Gauss-DGM on a three-class file; a file without labels -----------------
+
+def test_gauss_dgm_trains_on_your_own_three_class_file_and_classify_reads_it(mnist, tmp_path,
+                                                                             capsys):
+    """Digits 0, 1 and 2 of MNIST saved as a user's .npz: the classifier gets three outputs,
+    the Gauss-DGM script learns (well under the 67 % of chance) and classify agrees."""
+    keep = mnist.train_y < 3
+    x, y = mnist.train_x[keep][:3000], mnist.train_y[keep][:3000]
+    path = tmp_path / "digits012.npz"
+    np.savez(path, x=x, y=y)
+    out_dir = tmp_path / "runs"
+    code = cli.main("gauss_ssdgm", ["--dataset", str(path), "--hidden-size", "50",
+                                    "--latent-size", "10", "--max-epoch", "2",
+                                    "--label-drop-percentage", "0.8", "--learning-rate", "0.003",
+                                    "--blas-threads", "1", "--progress", "never",
+                                    "--experiment-dir", str(out_dir)])
+    assert code == 0
+    (log,) = [os.path.join(out_dir, f) for f in os.listdir(out_dir) if "_results_" in f]
+    with open(log) as f:
+        lines = f.read().splitlines()
+    final = [ln for ln in lines if ln.startswith("Done!")]
+    assert final and FINAL.match(final[0]), lines[-5:]
+    assert float(FINAL.match(final[0]).group(4)) < 20.0
+    best = [os.path.join(out_dir, f) for f in os.listdir(out_dir) if "_params_" in f]
+    groups, meta = read_checkpoint(best[0])
+    assert groups["params"]["classifier/W"].shape == (50, 3)
+    assert groups["params"]["decoder/0/W_y"].shape == (3, 50)
+    assert meta["n_classes"] == 3
+    capsys.readouterr()
+    assert classify.main([best[0]]) == 0
+    assert f"test error {FINAL.match(final[0]).group(4)}%" in capsys.readouterr().out
+
+
+def test_semi_supervised_script_refuses_a_file_without_labels(tmp_path, capsys):
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, x=np.random.default_rng(0).uniform(size=(200, 12)))
+    out_dir = tmp_path / "runs"
+    code = cli.main("sb_ssdgm", ["--dataset", str(path), "--experiment-dir", str(out_dir),
+                                 "--progress", "never"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "needs labels" in err
+    assert not out_dir.exists() or os.listdir(out_dir) == []

@@ -230,7 +230,9 @@ def summarize(per_example, kind="stick-breaking", max_listed=10):
     outlier = ~finite | (nll > threshold)
     kept = nll[~outlier]
     mean_kept, se_kept = mean_se(kept)
-    order = np.argsort(np.where(np.isnan(nll), -np.inf, -nll), kind="stable")  # worst first
+    # worst first: the non-finite estimates (NaN, +inf, and -inf from log p(x) = +inf), then
+    # the largest -log p(x)
+    order = np.argsort(np.where(finite, -nll, -np.inf), kind="stable")
     names = (("min_a", "min_b") if kind == "stick-breaking"
              else ("min_log_sigma", "max_log_sigma"))
     listed = []
