@@ -266,6 +266,19 @@ def test_a_training_step_changes_the_labelled_and_unlabelled_branches_alike(mnis
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
 
 
+def test_semi_supervised_graphs_are_float32_end_to_end(mnist):
+    small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
+                                train_y=mnist.train_y[:1000])
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+                              seed=2)
+    task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
+    task.validate()  # compiles the error-counting function too
+    for f in (task._train, task._errors.function):
+        float64 = [str(v) for v in f.maker.fgraph.variables
+                   if getattr(v.type, "dtype", None) == "float64"]
+        assert float64 == [], f"float64 in a float32 graph: {float64[:5]}"
+
+
 def test_a_nan_in_a_semi_supervised_step_stops_with_the_best_test_error(mnist, tmp_path):
     """The original's NaN rule for the SB-DGM: stop, restore the best epoch, report its test
     error (% and count), exit non-zero; the NaN check covers the total cost."""

@@ -96,3 +96,70 @@ def test_second_run_with_same_arguments_does_not_overwrite(short_run, tmp_path):
     assert code == 0
     assert open(files.results).read() == before
     assert os.path.exists(RunFiles(files.experiment_dir, files.prefix, files.name + "_1").results)
+
+
+# -- the epoch loop itself, on a scripted task (no Aesara): early stopping, progress ----------
+
+class _ScriptedTask:
+    """A task whose validation scores follow a script; training does nothing."""
+
+    train_metrics = ("nll", "kl")
+    n_train_batches = 3
+
+    def __init__(self, scores):
+        import collections
+        self.scores = list(scores)
+        self.validated = 0
+        self.params, self.optimizer_state = collections.OrderedDict(), collections.OrderedDict()
+        self.rngs = []
+
+    def train_step(self, i):
+        return [1.0, 2.0]
+
+    def validate(self):
+        self.validated += 1
+        return {"score": self.scores[self.validated - 1]}
+
+    def test(self):
+        return {"score": 42.0}
+
+    @staticmethod
+    def format_epoch(epoch, means, valid, seconds):
+        return f"epoch {epoch}, valid error {valid['score']:.4f}"
+
+    @staticmethod
+    def format_final(prefix, best_epoch, best_score, test, minutes):
+        return f"{prefix} best epoch {best_epoch}, best valid error {best_score:.4f}, " \
+               f"test error {test['score']:.4f}"
+
+
+def test_early_stopping_waits_lookahead_epochs_after_the_best(tmp_path):
+    import io
+    from stick_breaking_dgms.training import Trainer
+    scores = [5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 3.05, 2.0]  # best at epoch 2; 2.0 comes too late
+    task = _ScriptedTask(scores)
+    trainer = Trainer(task, RunFiles(str(tmp_path), "scripted", "t"), {}, max_epoch=100,
+                      lookahead=3, progress="never", out=io.StringIO())
+    assert trainer.run() == 0
+    lines = trainer.state.lines
+    # epochs 3, 4, 5 are within the lookahead of 3 after the best epoch 2; epoch 6 is past it
+    assert [l.split(",")[0] for l in lines[:-1]] == [f"epoch {e}" for e in range(7)]
+    assert [l.endswith("***") for l in lines[:-1]] == [True, True, True] + [False] * 4
+    assert lines[-1] == "Done! best epoch 2, best valid error 3.0000, test error 42.0000"
+    assert task.validated == 7
+
+
+def test_progress_line_shows_the_epoch_and_is_cleared():
+    import io
+    from stick_breaking_dgms.training import Progress
+    stream = io.StringIO()  # not a terminal: "auto" stays quiet, "always" draws
+    quiet = Progress("auto", stream=stream)
+    quiet.update(0, 1, 10, [1.0], ["nll"], 0.0)
+    assert stream.getvalue() == ""
+    live = Progress("always", stream=stream, interval=0.0)
+    live.update(3, 5, 10, [123.456, 7.0], ["nll", "kl"], 0.0)
+    text = stream.getvalue()
+    assert text.startswith("\repoch 3 [") and "5/10" in text and "nll 123.456" in text
+    assert "kl 7.000" in text and "eta" in text
+    live.clear()
+    assert stream.getvalue().endswith("\r\033[K")
