@@ -129,6 +129,34 @@ def test_mean_elbo_is_never_above_the_importance_sampled_estimate(regression_run
         assert s["nan_samples"] == 0 and s["n_nonfinite"] == 0
 
 
+def test_gauss_vae_elbo_from_the_training_graph_agrees_with_the_importance_weights(
+        regression_run):
+    """The Gauss-VAE's ELBO two independent ways: the training objective (one-sample NLL
+    plus the analytic KL, averaged over draws) and the mean log importance weight of the
+    evaluation (log p(x|z) + log p(z) - log q(z|x) in float64). A wrong density term in
+    either shifts one of them; both must also stay below the IS estimate of log p(x)."""
+    from stick_breaking_dgms.backend import at, floatX_as, function
+    from stick_breaking_dgms.datasets import load_dataset
+    from stick_breaking_dgms.evaluation.loading import load_model
+    _, _, _, results = regression_run
+    (info,) = [c for c in results["checkpoints"] if c["model"] == "gauss_vae"]
+    s = results["likelihood"]["mnist"]["gauss_vae"]
+    lm = load_model(info["path"])
+    x = load_dataset("mnist", seed=1234).test_x[:500].astype(lm.floatX)
+    with floatX_as(lm.floatX):
+        xv, eps = at.matrix("x"), at.matrix("eps")
+        nll, kl = lm.net.negative_elbo_terms(xv, eps)
+        f = function([xv, eps], nll + kl)
+    rng = np.random.default_rng(5)
+    draws = np.stack([f(x, rng.standard_normal((len(x), lm.net.latent.size)).astype(lm.floatX))
+                      for _ in range(20)])
+    elbo_training = -float(np.mean(draws))
+    se = float(np.std(draws.mean(axis=0), ddof=1) / np.sqrt(len(x)))
+    elbo_weights = float(s["mean_elbo"])
+    assert abs(elbo_training - elbo_weights) < 0.5, (elbo_training, elbo_weights)
+    assert elbo_training <= -float(s["mean_nll"]) + 3 * (se + float(s["se_nll"]))
+
+
 def test_existing_report_folder_gets_a_counter_and_no_matplotlib_is_explained(
         regression_run, monkeypatch):
     work, report, _, results = regression_run
