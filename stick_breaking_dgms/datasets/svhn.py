@@ -17,8 +17,9 @@ dimensions"):
 * each image becomes a row of 3,072 values in [0, 1] (pixel / 255), flattened in
   row, column, channel order (``color="rgb"``, the default), or, with ``color="grey"``,
   1,024 luma values 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601) in [0, 1];
-* the 73,257 training images are shuffled with ``seed``; the first 65,000 are the training
-  set, the last 8,257 the validation set; the 26,032 official test images are the test set;
+* the last 8,257 of the 73,257 official training images (in file order) are the
+  validation set, as in the paper; the 65,000 before them, shuffled with ``seed``, the
+  training set; the 26,032 official test images are the test set;
 * PCA is fitted on the 65,000 training rows only: mean, covariance (divided by n - 1),
   its eigenvectors for the 500 largest eigenvalues, in decreasing order, each with the sign
   that makes its largest-magnitude entry positive (so the result does not depend on the
@@ -187,8 +188,10 @@ def _shuffle_split(n, n_train, n_valid, seed, path):
     if n_train + n_valid > n:
         raise DatasetError(f"{path}: {n} training examples, need n_train + n_valid = "
                            f"{n_train} + {n_valid}")
-    order = np.random.default_rng(seed).permutation(n)
-    return order[:n_train], order[n - n_valid:]  # validation: the LAST n_valid
+    # validation: the last n_valid official training images, in file order (the paper's
+    # split); training: n_train of the ones before them, shuffled with the seed
+    train = np.random.default_rng(seed).permutation(n - n_valid)[:n_train]
+    return train, np.arange(n - n_valid, n)
 
 
 def cache_path(data_dir, seed, color="rgb", n_components=N_COMPONENTS, n_train=N_TRAIN,
