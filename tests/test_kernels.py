@@ -311,6 +311,30 @@ def test_bernoulli_kernel_scores_repeated_rows_and_checks_shapes():
         f(X, L[:, :6])
 
 
+@pytest.mark.parametrize("mode", ["c", "py"])
+def test_bernoulli_gradient_has_no_subnormal_entries(mode):
+    # a trained decoder's blank pixels: logits far below -87, where sigma is subnormal in
+    # float32; the gradient through the mean (x 1 / batch size) must stay free of them
+    x, lg = at.matrix("x"), at.matrix("l")
+    cost = at.mean(kernels.bernoulli_nll(x, lg))
+    f = function([x, lg], [cost, aesara.grad(cost, lg)],
+                 **({"mode": PY_MODE} if mode == "py" else {}))
+    L = np.concatenate([np.linspace(-200, -60, 50), RNG.normal(size=50) * 4]).astype("float32")
+    L = np.tile(L, (100, 1))
+    X = np.zeros_like(L)
+    X[:, 60:] = RNG.uniform(size=(100, 40)) > 0.5
+    _, g = f(X, L)
+    tiny = np.finfo(np.float32).tiny
+    assert not ((g != 0) & (np.abs(g) < tiny)).any()
+    expected = (special.expit(L.astype(np.float64)) - X) / 100
+    assert ((np.abs(expected) < tiny) & (expected != 0)).any()  # the plain gradient has them
+    kept = np.abs(expected) >= kernels.DLOGITS_FLUSH * tiny / 100
+    np.testing.assert_allclose(g[kept], expected[kept], rtol=1e-6)
+    # below the threshold: dropped (0) or, after the 1 / 100, the same number
+    assert np.all((g[~kept] == 0) | np.isclose(g[~kept], expected[~kept], rtol=1e-6, atol=0))
+    assert (g[~kept] == 0).sum() >= ((np.abs(expected) < tiny) & (expected != 0)).sum()
+
+
 def test_bernoulli_expr_dispatches_the_semi_supervised_layout():
     from stick_breaking_dgms.objectives import bernoulli_nll_expr
     x, lg = at.dmatrix("x"), at.dtensor3("l")
@@ -350,6 +374,37 @@ def test_adam_kernel_matches_numpy_over_steps_in_place(dtype):
     tol = dict(rtol=2e-7, atol=1e-7) if dtype == "float32" else dict(rtol=1e-15, atol=1e-16)
     for var, expected in zip((p, m, v), ref):
         np.testing.assert_allclose(var.get_value(), expected, **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", ["c", "py"])
+def test_adam_kernel_flushes_subnormal_moments_without_moving_the_parameters(dtype, mode):
+    tiny = np.finfo(dtype).tiny
+    # moments a step away from the subnormal range, a weight whose gradient is now 0
+    # (a blank pixel), and a normal control column
+    p0 = RNG.standard_normal((4, 3)).astype(dtype) * 0.01
+    m0 = np.array([[1.5 * tiny, -1.02 * tiny, 0.5], [tiny, 3 * tiny, 1e-3]] * 2, dtype)
+    v0 = np.array([[tiny, 1.0005 * tiny, 0.2], [20 * tiny, tiny, 1e-6]] * 2, dtype)
+    p, m, v = (parameter(a.copy(), n) for a, n in ((p0, "p"), (m0, "m"), (v0, "v")))
+    g = at.matrix("g", dtype=dtype)
+    step, eps = np.asarray(3e-4, dtype), np.asarray(1e-8, dtype)
+    new = kernels.adam_update(p, m, v, g, step, eps, 0.95, 0.999)
+    f = function([g], [], updates=list(zip((p, m, v), new)),
+                 **({"mode": PY_MODE} if mode == "py" else {}))
+    grads = np.zeros_like(p0)
+    grads[:, 2] = 0.1
+    f(grads)
+    p_ref, m_ref, v_ref = _adam_reference(p0, m0, v0, grads, step, eps, 0.95, 0.999, dtype)
+    assert ((np.abs(m_ref[:, :2]) < tiny) & (m_ref[:, :2] != 0)).any()  # the reference has them
+    for got, ref in ((m.get_value(), m_ref), (v.get_value(), v_ref)):
+        subnormal = (np.abs(ref) < tiny) & (ref != 0)
+        assert not ((np.abs(got) < tiny) & (got != 0)).any()
+        np.testing.assert_array_equal(got[subnormal], 0)
+        np.testing.assert_allclose(got[~subnormal], ref[~subnormal], rtol=2e-7)
+    # the weights of the zero-gradient columns do not move, with or without the flush
+    np.testing.assert_array_equal(p.get_value()[:, :2], p0[:, :2])
+    np.testing.assert_array_equal(p_ref[:, :2], p0[:, :2])
+    np.testing.assert_allclose(p.get_value(), p_ref, rtol=2e-7)
 
 
 def test_adam_kernel_stays_out_of_place_when_the_old_value_is_still_read():
