@@ -24,6 +24,12 @@ def format_number(v, digits=2):
     return f"{v:.{digits}f}"
 
 
+def _signed(v):
+    """A difference with its sign, as :func:`format_number` writes numbers."""
+    text = format_number(v)
+    return text if text.startswith(("-", "n", "—")) else "+" + text
+
+
 def verdict(measured, published, tolerance):
     """``agrees`` / ``better`` / ``worse`` (lower is better), or the reason there is none."""
     if measured is None:
@@ -235,7 +241,7 @@ def render_report(results, cells, opts, meta):
             note = f" ({c['note']})" if c["note"] and c["measured"] is None else ""
             published = ("—" if c["published"] is None
                          else _pm(c["published"], c["published_pm"]))
-            diff = "—" if c["difference"] is None else f"{c['difference']:+.2f}"
+            diff = "—" if c["difference"] is None else _signed(c["difference"])
             w(f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | "
               f"{setting_text(c['setting']) or '—'} | {published} | "
               f"{_pm(c['measured'], c['measured_pm'])}{note} | {diff} | {c['verdict']} |")

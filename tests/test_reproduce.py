@@ -221,3 +221,11 @@ def test_published_numbers_are_all_there():
     assert lookup("semisup", "mnist", "sb_ssdgm", labels_percent=2) is None
     values = np.array([r.value for r in records()])
     assert np.all(values > 0)
+
+
+def test_differences_are_written_like_the_numbers_they_compare():
+    from stick_breaking_dgms.report import _signed, format_number
+    assert _signed(3.671) == "+3.67" and _signed(-7.2) == "-7.20" and _signed(0.0) == "+0.00"
+    # an estimate ruined by one digit stays readable, as in the measured column
+    assert format_number(5.1e22) == "5.1e+22" and _signed(5.1e22) == "+5.1e+22"
+    assert _signed(float("inf")) == "+inf" and _signed(float("nan")) == "nan"
