@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from stick_breaking_dgms import backend, cli
-from stick_breaking_dgms.checkpoints import check_shapes, read_checkpoint
+from stick_breaking_dgms.checkpoints import CheckpointError, check_shapes, read_checkpoint
 from stick_breaking_dgms.datasets import load_dataset
 
 
@@ -39,12 +39,18 @@ def main(argv=None):
     backend.configure_blas_threads(1)
     _, args = cli.parse_args(opts.model, ["--data-dir", opts.data_dir])
     data = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed).astype(args.floatX)
+    try:  # an unreadable file fails before the compile; shapes are checked after it
+        groups, _ = read_checkpoint(opts.checkpoint, required_groups=("params", "optimizer"))
+    except CheckpointError as e:
+        p.error(str(e))
     task = cli.build_task(opts.model, args, data, 1, 2)
-    groups, _ = read_checkpoint(opts.checkpoint, required_groups=("params", "optimizer"))
     variables = {"params": task.params, "optimizer": task.optimizer_state}
-    for group, shared in variables.items():
-        check_shapes(opts.checkpoint, groups[group],
-                     {n: v.get_value(borrow=True).shape for n, v in shared.items()})
+    try:
+        for group, shared in variables.items():
+            check_shapes(opts.checkpoint, groups[group],
+                         {n: v.get_value(borrow=True).shape for n, v in shared.items()})
+    except CheckpointError as e:
+        p.error(f"{e} (expected a checkpoint of a {opts.model} run with default arguments)")
     states = {"fresh": {g: {n: v.get_value() for n, v in s.items()} for g, s in variables.items()},
               "trained": groups}
     print(f"subnormal numbers in the checkpoint's parameters and Adam state: "
