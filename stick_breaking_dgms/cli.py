@@ -16,13 +16,13 @@ import numpy as np
 from . import __version__
 
 MODELS = {
-    "sb_vae": dict(prefix="stickBreaking_vae", latent="stick-breaking", semi=False,
+    "sb_vae": dict(prefix="stickBreaking_vae", construction="stick-breaking", semi=False,
                    lookahead=100, title="Stick-Breaking Variational Autoencoder (SB-VAE)"),
-    "gauss_vae": dict(prefix="gauss_vae", latent="gaussian", semi=False, lookahead=30,
+    "gauss_vae": dict(prefix="gauss_vae", construction="gaussian", semi=False, lookahead=30,
                       title="Gaussian Variational Autoencoder (Gauss-VAE)"),
-    "sb_ssdgm": dict(prefix="sb_ss-dgm", latent="stick-breaking", semi=True, lookahead=30,
+    "sb_ssdgm": dict(prefix="sb_ss-dgm", construction="stick-breaking", semi=True, lookahead=30,
                      title="semi-supervised Stick-Breaking Deep Generative Model (SB-DGM)"),
-    "gauss_ssdgm": dict(prefix="gauss_ss-dgm", latent="gaussian", semi=True, lookahead=30,
+    "gauss_ssdgm": dict(prefix="gauss_ss-dgm", construction="gaussian", semi=True, lookahead=30,
                         title="semi-supervised Gaussian Deep Generative Model (Gauss-DGM)"),
 }
 
@@ -32,8 +32,16 @@ ORIGINAL_NAME_KEYS = ("activation_type", "alpha0", "batch_size", "dataset", "hid
                       "truncation_level", "latent_size", "label_drop_percentage",
                       "supervised_weight")
 # Our additions enter the name only when they differ from their defaults.
-EXTRA_NAME_KEYS = ("seed", "kl_taylor_terms", "digamma", "floatX", "likelihood",
-                   "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
+EXTRA_NAME_KEYS = ("seed", "posterior", "logit_prior", "kl_taylor_terms", "digamma", "floatX",
+                   "likelihood", "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
+# Each posterior family's options, from the flags that set them ({option: flag}).
+FAMILY_OPTIONS = {
+    "kumaraswamy": {"alpha0": "alpha0", "taylor_terms": "kl_taylor_terms",
+                    "digamma": "digamma", "clip": "clip_kumaraswamy"},
+    "gauss-logit": {"alpha0": "alpha0", "prior": "logit_prior"},
+    "gamma": {"alpha0": "alpha0"},
+    "gaussian": {},
+}
 
 
 # -- value checks (argparse turns ArgumentTypeError into "argument --flag: message", exit 2)
@@ -73,6 +81,20 @@ def clip_pair(text):
     return (low, high)
 
 
+def logit_prior(text):
+    """``matched`` or ``MEAN,STD`` with a finite mean and 0 < STD."""
+    if text == "matched":
+        return text
+    try:
+        mean, std = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'matched' or MEAN,STD (two numbers), got "
+                                         f"{text!r}")
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite MEAN and 0 < STD, got {text!r}")
+    return (mean, std)
+
+
 def blas_threads(text):
     if text == "auto":
         return text
@@ -97,7 +119,7 @@ def dataset_arg(text):
 
 def build_parser(model):
     spec = MODELS[model]
-    sb, semi = spec["latent"] == "stick-breaking", spec["semi"]
+    sb, semi = spec["construction"] == "stick-breaking", spec["semi"]
     p = argparse.ArgumentParser(
         description=f"Train the {spec['title']} with Aesara, evaluate it on the test set "
                     f"with the best validation parameters.",
@@ -150,14 +172,27 @@ def build_parser(model):
                        help="dimensionality of the latent variable"
                             f"{' (number of stick weights)' if sb else ''}. Default: %(default)s")
     if sb:
+        from .families import families_of
+        g.add_argument("--posterior", default="kumaraswamy",
+                       choices=families_of("stick-breaking"),
+                       help="the posterior family of the stick fractions: kumaraswamy (the "
+                            "SB-VAE of the paper and the original code), gauss-logit "
+                            "(v = sigmoid(eta), eta Normal) or gamma (v = x / (x + y), x and y "
+                            "Gamma; Knowles' draws in training). Default: %(default)s")
+        g.add_argument("--logit-prior", type=logit_prior, default="matched",
+                       metavar="matched|MEAN,STD",
+                       help="gauss-logit only: the Normal prior on eta; matched: the moment "
+                            "match of Beta(1, alpha0) in logit space (alpha0 = 5: -2.083, "
+                            "1.366); a negative MEAN needs the = form, --logit-prior=-1.6,1. "
+                            "Default: %(default)s")
         g.add_argument("--alpha0", type=positive_float, default=5.0,
                        help="the Beta prior's concentration parameter: v ~ Beta(1, alpha0). The "
                             "larger alpha0, the more latent dimensions. Default: %(default)s")
         g.add_argument("--kl-taylor-terms", type=positive_int, default=10,
-                       help="terms of the series for E[log(1 - v)] in the KL. Default: "
+                       help="kumaraswamy only: terms of the series for E[log(1 - v)] in the KL. Default: "
                             "%(default)s, as the original")
         g.add_argument("--digamma", default="series", choices=["series", "exact"],
-                       help="series: the original's log b - 1/(2b) - 1/(12b^2) for psi(b) "
+                       help="kumaraswamy only: series: the original's log b - 1/(2b) - 1/(12b^2) for psi(b) "
                             "(and gamma = 0.57721); exact: the true digamma. Default: "
                             "%(default)s")
         g.add_argument("--clip-kumaraswamy", type=clip_pair, default=None, metavar="LOW,HIGH",
@@ -223,6 +258,16 @@ def parse_args(model, argv=None):
         parser.error(f"argument --skip: {args.skip} skip connections for "
                      f"--nb-hidden-layers {args.nb_hidden_layers}: expected at most "
                      f"{args.nb_hidden_layers - 1}")
+    family = getattr(args, "posterior", None)
+    if family is not None:
+        # a flag of other families only, set to another value than its default, is refused
+        defaults = parser.parse_args([])
+        mine = set(FAMILY_OPTIONS[family].values())
+        for other, flags in FAMILY_OPTIONS.items():
+            for key in set(flags.values()) - mine:
+                if getattr(args, key, None) != getattr(defaults, key, None):
+                    parser.error(f"argument --{key.replace('_', '-')}: applies to "
+                                 f"--posterior {other}, not to --posterior {family}")
     if args.hidden_type == "residual" and args.skip == args.nb_hidden_layers:
         parser.error(f"argument --skip: the first hidden layer changes the dimension and "
                      f"cannot be residual: expected at most {args.nb_hidden_layers - 1}")
@@ -428,6 +473,8 @@ def args_from_meta(meta, path):
     args = argparse.Namespace(**{**defaults_of(model), **stored})
     if getattr(args, "clip_kumaraswamy", None) is not None:
         args.clip_kumaraswamy = tuple(args.clip_kumaraswamy)
+    if isinstance(getattr(args, "logit_prior", None), list):
+        args.logit_prior = tuple(args.logit_prior)
     return model, args
 
 
@@ -449,16 +496,27 @@ def build_model(model, args, n_in, likelihood, model_seed, n_classes=10):
     spec = MODELS[model]
     hidden = [args.hidden_size] * args.nb_hidden_layers
     residual = layer_kinds(args.nb_hidden_layers, args.hidden_type, args.skip)
-    latent_options = {}
-    if spec["latent"] == "stick-breaking":
-        latent_options = dict(alpha0=args.alpha0, taylor_terms=args.kl_taylor_terms,
-                              digamma=args.digamma, clip=args.clip_kumaraswamy)
+    family = family_of(model, args)
+    latent_options = family_options(family, args)
     if spec["semi"]:
-        return SemiSupervisedDGM(n_in, hidden, residual, args.activation_type, spec["latent"],
+        return SemiSupervisedDGM(n_in, hidden, residual, args.activation_type, family,
                                  latent_size_of(args), likelihood, model_seed,
                                  n_classes=n_classes, **latent_options)
-    return VAE(n_in, hidden, residual, args.activation_type, spec["latent"],
+    return VAE(n_in, hidden, residual, args.activation_type, family,
                latent_size_of(args), likelihood, model_seed, **latent_options)
+
+
+def family_of(model, args):
+    """The posterior family of a model's arguments (``--posterior``; Gaussian models:
+    ``"gaussian"``). Arguments stored before the flag existed mean the Kumaraswamy."""
+    if MODELS[model]["construction"] == "gaussian":
+        return "gaussian"
+    return getattr(args, "posterior", "kumaraswamy")
+
+
+def family_options(family, args):
+    """The keyword options of ``family`` from parsed (or stored) arguments."""
+    return {option: getattr(args, flag) for option, flag in FAMILY_OPTIONS[family].items()}
 
 
 def build_task(model, args, data, model_seed, label_seed):

@@ -1,8 +1,9 @@
 r"""The models of the paper, as parameters plus functions that build expressions.
 
-:class:`VAE` is the SB-VAE with a :class:`~.latent.StickBreakingLatent` and the
-Gauss-VAE with a :class:`~.latent.GaussianLatent`. Its per-example negative ELBO is
-reconstruction NLL (one sample) + KL.
+:class:`VAE` is the SB-VAE with a stick-breaking posterior family (Kumaraswamy by
+default; Gauss-Logit, Gamma) and the Gauss-VAE with the Gaussian family (its latent layer
+is a :class:`~.latent.StochasticLayer`). Its per-example negative ELBO is reconstruction
+NLL (one sample) + KL.
 
 :class:`SemiSupervisedDGM` is the stick-breaking version of Kingma et al.'s M2
 (SB-DGM), or with a Gaussian latent the Gauss-DGM. The encoder also gives
@@ -18,20 +19,11 @@ the decoder's first layer sees the code and the label,
 import numpy as np
 
 from .backend import RandomStream, at, parameter, sigmoid, softmax
-from .latent import GaussianLatent, StickBreakingLatent
+from .latent import StochasticLayer
 from .networks import Dense, build_decoder, build_encoder, init_weight, named_params
 from .objectives import categorical_entropy_expr, categorical_nll_expr, nll_expr
 
 LABEL_PROB_CLIP = (1e-4, 1.0 - 1e-4)
-
-
-def make_latent(kind, n_in, size, rng, alpha0=5.0, taylor_terms=10, digamma="series", clip=None):
-    """A stick-breaking (``kind="stick-breaking"``) or Gaussian (``"gaussian"``) latent."""
-    if kind == "stick-breaking":
-        return StickBreakingLatent(n_in, size, alpha0, rng, taylor_terms, digamma, clip)
-    if kind == "gaussian":
-        return GaussianLatent(n_in, size, rng)
-    raise ValueError(f"unknown latent kind {kind!r}")
 
 
 class VAE:
@@ -46,23 +38,27 @@ class VAE:
     residual : list of bool
         Per hidden layer, whether it is residual.
     activation : {"relu", "sigmoid"}
-    latent_kind : {"stick-breaking", "gaussian"}
+    latent_family : str
+        A posterior family of :data:`.families.FAMILIES` (``"kumaraswamy"``,
+        ``"gauss-logit"``, ``"gamma"``, ``"gaussian"``).
     latent_size : int
         Truncation level K, or the Gaussian dimension.
     likelihood : {"bernoulli", "gaussian"}
     seed : int
         Seeds the initial weights and the model's random stream.
     latent_options : dict
-        ``alpha0``, ``taylor_terms``, ``digamma``, ``clip`` for the stick-breaking latent.
+        The family's options (``alpha0``, ``taylor_terms``, ``digamma``, ``clip`` for the
+        Kumaraswamy, ``prior`` and ``alpha0`` for the Gauss-Logit, ...).
     """
 
-    def __init__(self, n_in, hidden_sizes, residual, activation, latent_kind, latent_size,
+    def __init__(self, n_in, hidden_sizes, residual, activation, latent_family, latent_size,
                  likelihood, seed, **latent_options):
         init_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
         rng = np.random.default_rng(init_seed)
         self.n_in, self.likelihood = n_in, likelihood
         self.encoder = build_encoder(n_in, hidden_sizes, residual, activation, rng)
-        self.latent = make_latent(latent_kind, hidden_sizes[-1], latent_size, rng, **latent_options)
+        self.latent = StochasticLayer(latent_family, hidden_sizes[-1], latent_size, rng,
+                                      **latent_options)
         self.decoder = build_decoder(self.latent.size, hidden_sizes, residual, activation, n_in,
                                      "identity", rng)
         self.srng = RandomStream(int(noise_seed.generate_state(1)[0]))
@@ -94,9 +90,9 @@ class SemiSupervisedDGM(VAE):
     Takes the arguments of :class:`VAE` plus ``n_classes`` (10).
     """
 
-    def __init__(self, n_in, hidden_sizes, residual, activation, latent_kind, latent_size,
+    def __init__(self, n_in, hidden_sizes, residual, activation, latent_family, latent_size,
                  likelihood, seed, n_classes=10, **latent_options):
-        super().__init__(n_in, hidden_sizes, residual, activation, latent_kind, latent_size,
+        super().__init__(n_in, hidden_sizes, residual, activation, latent_family, latent_size,
                          likelihood, seed, **latent_options)
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
         self.n_classes = n_classes

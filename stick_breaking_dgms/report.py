@@ -70,8 +70,7 @@ def build_cells(results, opts):
             s = lik.get(rec.dataset, {}).get(rec.model)
             m, pm = _likelihood_measured(s)
             measured_keys.add((rec.dataset, rec.model))
-            note = "" if rec.model in VAE_MODELS else "not implemented in this package"
-            add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats, note)
+            add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats)
         for dataset, models in lik.items():
             for model, s in models.items():
                 if (dataset, model) not in measured_keys:

@@ -39,7 +39,8 @@ import time
 import numpy as np
 
 from . import __version__
-from .cli import blas_threads, derived_seeds, nonnegative_int, positive_float, positive_int
+from .cli import (blas_threads, derived_seeds, family_options, nonnegative_int, positive_float,
+                  positive_int)
 from .fileio import write_text
 from .report import VAE_MODELS, build_cells, format_number, render_report
 
@@ -296,21 +297,20 @@ class Evaluation:
         seen = {}
         for path in paths:
             lm = load_model(path)
-            info = {"path": os.path.abspath(path), "model": lm.model, "dataset": lm.dataset,
-                    "seed": int(lm.args.seed), "best_epoch": lm.meta.get("best_epoch"),
+            info = {"path": os.path.abspath(path), "model": lm.model, "name": lm.name,
+                    "dataset": lm.dataset, "seed": int(lm.args.seed), "best_epoch": lm.meta.get("best_epoch"),
                     "best_valid_score": lm.meta.get("best_score"),
                     "latent_size": lm.latent_size, "floatX": lm.floatX,
                     "hidden": f"{lm.args.nb_hidden_layers} x {lm.args.hidden_size} "
                               f"{lm.args.hidden_type} {lm.args.activation_type}"}
             if lm.semi:
                 info["labels_percent"] = label_percent(lm.args)
-            if lm.kind == "stick-breaking":
-                info.update(alpha0=lm.args.alpha0, kl_taylor_terms=lm.args.kl_taylor_terms,
-                            digamma=lm.args.digamma)
+            info["posterior"] = lm.family.name
+            info.update(family_options(lm.family.name, lm.args))
             info["run"] = run_status(path)
-            key = (lm.model, lm.dataset) if not lm.semi else None
+            key = (lm.name, lm.dataset) if not lm.semi else None
             if key is not None and key in seen:
-                raise ReproduceError(f"two {lm.model} checkpoints for {lm.dataset}: {seen[key]} "
+                raise ReproduceError(f"two {lm.name} checkpoints for {lm.dataset}: {seen[key]} "
                                      f"and {path}; give one of them")
             if key is not None:
                 seen[key] = path
@@ -318,7 +318,7 @@ class Evaluation:
             self.models.append(lm)
             self.results["checkpoints"].append(info)
             status = info["run"].get("status", "unknown")
-            _log(f"loaded {lm.model} on {lm.dataset} from {path} (best epoch "
+            _log(f"loaded {lm.name} on {lm.dataset} from {path} (best epoch "
                  f"{info['best_epoch']}, run status {status})")
 
     def vaes(self):
@@ -349,23 +349,23 @@ class Evaluation:
         for lm in self.vaes():
             data = self.data(lm.dataset, lm.args.seed)
             x, _ = self.test_split(data)
-            progress = self.progress(f"importance sampling {lm.model} (S={self.opts.samples})",
+            progress = self.progress(f"importance sampling {lm.name} (S={self.opts.samples})",
                                      len(x))
             per = importance_sampled_log_likelihood(lm, x, samples=self.opts.samples,
                                                     seed=self.opts.seed,
                                                     rows_per_batch=self.opts.rows_per_batch,
                                                     progress=progress)
             progress.finish()
-            summary = summarize(per, lm.kind)
-            for key in ("log_px", "mc_se", "elbo", "ess", "nan_samples", "extreme_0",
-                        "extreme_1"):
-                self.arrays[f"likelihood/{lm.dataset}/{lm.model}/{key}"] = per[key]
+            summary = summarize(per)
+            for key in ("log_px", "mc_se", "elbo", "ess", "nan_samples") + tuple(
+                    per["diagnostic_names"]):
+                self.arrays[f"likelihood/{lm.dataset}/{lm.name}/{key}"] = per[key]
             summary["n_test_total"] = int(len(data.test_x))
             summary["mean_mc_se"] = float(np.nanmean(per["mc_se"]))
             summary["elbo_below_is"] = _elbo_below(summary)
-            self.results["likelihood"].setdefault(lm.dataset, {})[lm.model] = summary
-            self.timed(f"likelihood/{lm.dataset}/{lm.model}", per["seconds"])
-            _log(f"{lm.model}: -log p(x) = {format_number(summary['mean_nll'])} +- "
+            self.results["likelihood"].setdefault(lm.dataset, {})[lm.name] = summary
+            self.timed(f"likelihood/{lm.dataset}/{lm.name}", per["seconds"])
+            _log(f"{lm.name}: -log p(x) = {format_number(summary['mean_nll'])} +- "
                  f"{format_number(summary['se_nll'])} (median {format_number(summary['median_nll'])}, "
                  f"{summary['n_outliers']} outliers, {summary['nan_samples']} NaN samples) in "
                  f"{per['seconds']:.1f}s")
@@ -385,29 +385,29 @@ class Evaluation:
             x_test, y_test = self.test_split(data)
             rng = np.random.default_rng(self.opts.seed)
             started = time.time()
-            progress = self.progress(f"codes of {lm.model}", len(data.train_x) + len(x_test))
+            progress = self.progress(f"codes of {lm.name}", len(data.train_x) + len(x_test))
             tr_s, tr_m = lm.codes(data.train_x, rng, progress=progress)
             progress.update(len(data.train_x))
             te_s, te_m = lm.codes(x_test, rng)
             progress.update(len(data.train_x) + len(x_test))
             progress.finish()
-            self.timed(f"codes/{lm.dataset}/{lm.model}", time.time() - started)
+            self.timed(f"codes/{lm.dataset}/{lm.name}", time.time() - started)
             entry = {}
             for name, tr, te in (("sampled", tr_s, te_s), ("mean", tr_m, te_m)):
-                progress = self.progress(f"kNN {lm.model} {name} codes "
+                progress = self.progress(f"kNN {lm.name} {name} codes "
                                          f"({len(tr):,} x {len(te):,})", len(te))
                 res = knn_errors(tr, data.train_y, te, y_test, ks, progress=progress)
                 progress.finish()
                 entry[name] = res
-                self.timed(f"knn/{lm.dataset}/{lm.model}/{name}", res["seconds"])
-            self.results["knn"].setdefault(lm.dataset, {})[lm.model] = entry
-            _log(f"{lm.model}: kNN error (sampled codes) "
+                self.timed(f"knn/{lm.dataset}/{lm.name}/{name}", res["seconds"])
+            self.results["knn"].setdefault(lm.dataset, {})[lm.name] = entry
+            _log(f"{lm.name}: kNN error (sampled codes) "
                  + ", ".join(f"k={k}: {100 * entry['sampled']['errors'][k]:.2f}%" for k in ks))
-            if lm.kind == "stick-breaking":
+            if lm.construction == "stick-breaking":  # active dimensions count sticks
                 usage = {}
                 for name, codes in (("mean", te_m), ("sampled", te_s)):
                     counts = active_dimensions(codes)
-                    self.arrays[f"active_dimensions/{lm.dataset}/{lm.model}/{name}"] = counts
+                    self.arrays[f"active_dimensions/{lm.dataset}/{lm.name}/{name}"] = counts
                     usage[name] = summarize_active_dimensions(counts, y_test)
                     rotated = data.extras.get("test_rotated")
                     if rotated is not None:
@@ -415,7 +415,7 @@ class Evaluation:
                         usage[name]["rotated"] = float(np.mean(counts[rotated & (counts >= 0)]))
                         usage[name]["upright"] = float(np.mean(counts[~rotated & (counts >= 0)]))
                 usage["mean_stick_weight"] = mean_weight_per_dimension(te_m)
-                self.results["active_dimensions"].setdefault(lm.dataset, {})[lm.model] = usage
+                self.results["active_dimensions"].setdefault(lm.dataset, {})[lm.name] = usage
             if lm.dataset not in done_pixels:
                 done_pixels.add(lm.dataset)
                 progress = self.progress(f"kNN raw pixels ({len(data.train_x):,} x "
@@ -439,19 +439,19 @@ class Evaluation:
             started = time.time()
             probs = lm.label_probs(x_test)
             pred = np.argmax(probs, axis=1)
-            self.arrays[f"semisup/{lm.dataset}/{lm.model}/{lm.info['labels_percent']}/"
+            self.arrays[f"semisup/{lm.dataset}/{lm.name}/{lm.info['labels_percent']}/"
                         f"{os.path.basename(lm.path)}/predictions"] = pred
             err = float(np.mean(pred != y_test))
-            key = (lm.dataset, lm.model, lm.info["labels_percent"])
+            key = (lm.dataset, lm.name, lm.info["labels_percent"])
             runs.setdefault(key, []).append({"path": lm.info["path"], "error": err,
                                              "n_errors": int(np.sum(pred != y_test)),
                                              "n_test": int(len(y_test)),
                                              "best_epoch": lm.info["best_epoch"],
                                              "training_test_score":
                                                  lm.info["run"].get("test_score")})
-            self.timed(f"semisup/{lm.dataset}/{lm.model}/{lm.info['labels_percent']}%/"
+            self.timed(f"semisup/{lm.dataset}/{lm.name}/{lm.info['labels_percent']}%/"
                        f"{len(runs[key])}", time.time() - started)
-            _log(f"{lm.model} ({lm.info['labels_percent']} % labels): test error "
+            _log(f"{lm.name} ({lm.info['labels_percent']} % labels): test error "
                  f"{100 * err:.2f}%")
         for (dataset, model, pct), rs in runs.items():
             errs = np.array([r["error"] for r in rs])
@@ -506,7 +506,7 @@ class Evaluation:
             for lm in lms:
                 curve = learning_curve(lm.path)
                 if curve is not None:
-                    curves[model_name(lm.model)] = curve
+                    curves[model_name(lm.name)] = curve
             if curves:
                 path = os.path.join(fig_dir, f"learning_curves_{dataset}.png")
                 figures.learning_curves(curves, path, f"{dataset_name(dataset)}: validation "
@@ -514,12 +514,12 @@ class Evaluation:
                 made[f"learning_curves_{dataset}"] = path
             panels = []
             for lm in lms:
-                usage = self.results["active_dimensions"].get(dataset, {}).get(lm.model, {})
-                panels.append({"title": f"{model_name(lm.model)} ({dataset_name(dataset)})",
+                usage = self.results["active_dimensions"].get(dataset, {}).get(lm.name, {})
+                panels.append({"title": f"{model_name(lm.name)} ({dataset_name(dataset)})",
                                "row_norms": decoder_weight_norms(lm),
                                "mean_weight": usage.get("mean_stick_weight")
-                               if lm.kind == "stick-breaking" else None})
-                if lm.kind == "stick-breaking" and usage.get("mean_stick_weight") is None:
+                               if lm.construction == "stick-breaking" else None})
+                if lm.construction == "stick-breaking" and usage.get("mean_stick_weight") is None:
                     panels[-1]["mean_weight"] = self._mean_stick_weight(lm)
             path = os.path.join(fig_dir, f"latent_usage_{dataset}.png")
             figures.latent_usage(panels, path)
@@ -531,18 +531,18 @@ class Evaluation:
                 rng = np.random.default_rng(self.opts.seed)
                 prior = _prior_codes(lm, rng, 100)
                 images = lm.decode_mean(prior)
-                path = os.path.join(fig_dir, f"prior_samples_{lm.model}_{dataset}.png")
+                path = os.path.join(fig_dir, f"prior_samples_{lm.name}_{dataset}.png")
                 figures.image_grid(images, data.image_shape, path,
-                                   f"{model_name(lm.model)}: samples from the prior (means)")
-                made[f"prior_samples_{lm.model}_{dataset}"] = path
+                                   f"{model_name(lm.name)}: samples from the prior (means)")
+                made[f"prior_samples_{lm.name}_{dataset}"] = path
                 x = data.test_x[:30]
                 _, mean_codes = lm.codes(x, rng)
                 recon = lm.decode_mean(mean_codes)
-                path = os.path.join(fig_dir, f"reconstructions_{lm.model}_{dataset}.png")
+                path = os.path.join(fig_dir, f"reconstructions_{lm.name}_{dataset}.png")
                 figures.reconstructions(x, recon, data.image_shape, path,
-                                        f"{model_name(lm.model)}: test digits (odd rows) and "
+                                        f"{model_name(lm.name)}: test digits (odd rows) and "
                                         f"reconstructions from the posterior mean (even rows)")
-                made[f"reconstructions_{lm.model}_{dataset}"] = path
+                made[f"reconstructions_{lm.name}_{dataset}"] = path
         self.results["figures"] = {k: os.path.relpath(v, self.out_dir) for k, v in made.items()}
         self.timed("figures", time.time() - started)
 
@@ -555,13 +555,9 @@ class Evaluation:
 
 
 def _prior_codes(lm, rng, n):
-    """Codes from the prior: stick weights of Beta(1, alpha0) fractions, or N(0, I) draws."""
-    from .stick_breaking import stick_breaking_numpy
-    size = lm.latent_size
-    if lm.kind == "stick-breaking":
-        v = rng.beta(1.0, float(lm.args.alpha0), size=(n, size - 1))
-        return stick_breaking_numpy(v)
-    return rng.standard_normal((n, size))
+    """Codes from the prior: the stick weights of prior fractions, or N(0, I) draws."""
+    from .latent import code_from_values
+    return code_from_values(lm.construction, lm.family.prior_draw(rng, n))
 
 
 def _elbo_below(summary):

@@ -82,19 +82,15 @@ def _adam_beta1():
 
 
 def _gauss_kl_twice():
-    from stick_breaking_dgms import latent
-    original = latent.gaussian_kl_expr
-    latent.gaussian_kl_expr = lambda mu, log_sigma: 2 * original(mu, log_sigma)
+    from stick_breaking_dgms.families import gaussian
+    original = gaussian.gaussian_kl_expr
+    gaussian.gaussian_kl_expr = lambda mu, log_sigma: 2 * original(mu, log_sigma)
 
 
 def _importance_u_clipped():
-    from stick_breaking_dgms.evaluation import likelihood
-    original = likelihood.importance_noise
-
-    def noise(lm, rng, n, samples):
-        out = original(lm, rng, n, samples)
-        return 0.01 + 0.98 * out if lm.kind == "stick-breaking" else out
-    likelihood.importance_noise = noise
+    from stick_breaking_dgms.families import kumaraswamy
+    original = kumaraswamy.open_uniform
+    kumaraswamy.open_uniform = lambda rng, size: 0.01 + 0.98 * original(rng, size)
 
 
 def _nothing():

@@ -37,6 +37,18 @@ BAD_VALUES = [
     ("sb_ssdgm", ["--supervised-weight", "1.5"], "--supervised-weight"),
     ("gauss_ssdgm", ["--supervised-weight", "-0.1"], "--supervised-weight"),
     ("sb_ssdgm", ["--latent-size", "1"], "--latent-size"),
+    ("sb_vae", ["--posterior", "beta"], "--posterior"),
+    ("gauss_vae", ["--posterior", "gamma"], "--posterior"),  # not a Gaussian option
+    ("sb_vae", ["--logit-prior", "0,-1"], "--logit-prior"),
+    ("sb_vae", ["--logit-prior", "nan,1"], "--logit-prior"),
+    ("sb_vae", ["--logit-prior", "wide"], "--logit-prior"),
+    # a flag of another posterior family than the one chosen is refused, saying whose it is
+    ("sb_vae", ["--posterior", "gamma", "--kl-taylor-terms", "3"], "--kl-taylor-terms"),
+    ("sb_vae", ["--posterior", "gauss-logit", "--digamma", "exact"], "--digamma"),
+    ("sb_ssdgm", ["--posterior", "gamma", "--clip-kumaraswamy", "0.25,15"],
+     "--clip-kumaraswamy"),
+    ("sb_vae", ["--logit-prior", "0,1"], "--logit-prior"),  # the default posterior
+    ("sb_ssdgm", ["--posterior", "gamma", "--logit-prior", "0,1"], "--logit-prior"),
 ]
 
 
@@ -49,6 +61,32 @@ def test_bad_values_fail_at_parsing_with_exit_code_2(model, argv, flag, capsys):
     # argparse prints the usage (which lists every flag), then one "error:" line
     (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
     assert flag in line.split(": error: ", 1)[1], err
+
+
+def test_a_family_flag_with_another_family_says_whose_it_is(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args("sb_vae", ["--posterior", "gamma", "--kl-taylor-terms", "3"])
+    assert "applies to --posterior kumaraswamy, not to --posterior gamma" in \
+        capsys.readouterr().err
+
+
+def test_posterior_and_its_prior_name_a_run_only_when_not_the_default():
+    from stick_breaking_dgms.runfiles import run_name
+    defaults = cli.defaults_of("sb_vae")
+    keys = [k for k in cli.ORIGINAL_NAME_KEYS + cli.EXTRA_NAME_KEYS if k in defaults]
+    extra = {k: defaults[k] for k in cli.EXTRA_NAME_KEYS if k in defaults}
+
+    def name(argv):
+        return run_name(vars(cli.parse_args("sb_vae", argv)[1]), keys, extra)
+    assert "posterior" not in name([]) and "prior" not in name([])
+    assert name([]) == name(["--posterior", "kumaraswamy"])  # existing runs keep their names
+    assert "posterior_gamma" in name(["--posterior", "gamma"])
+    assert name(["--posterior", "gauss-logit"]) != name(["--posterior", "gauss-logit",
+                                                         "--logit-prior", "0,1"])
+    # a negative mean needs the = form, as any argparse value starting with '-'
+    _, args = cli.parse_args("sb_vae", ["--posterior", "gauss-logit", "--logit-prior=-1.6,1"])
+    assert args.logit_prior == (-1.6, 1.0)
+    assert cli.family_options("gauss-logit", args) == {"alpha0": 5.0, "prior": (-1.6, 1.0)}
 
 
 def test_a_relative_dataset_path_is_also_looked_for_in_the_data_dir(tmp_path, monkeypatch):

@@ -116,8 +116,8 @@ def test_summary_reports_outliers_without_dropping_them():
     per = {"log_px": log_px, "elbo": log_px - 1, "ess": np.full(n, 50.0),
            "nan_samples": np.zeros(n, int), "zero_weight_samples": np.zeros(n, int),
            "inf_samples": np.zeros(n, int), "log_lik": np.zeros(n),
-           "extreme_0": np.ones(n), "extreme_1": np.where(np.arange(n) == 7, 5e-37, 1.0),
-           "samples": 100, "seconds": 1.0}
+           "min_a": np.ones(n), "min_b": np.where(np.arange(n) == 7, 5e-37, 1.0),
+           "diagnostic_names": ("min_a", "min_b"), "samples": 100, "seconds": 1.0}
     per["nan_samples"][9] = 100
     s = summarize(per)
     assert s["n"] == n and s["n_nonfinite"] == 1 and s["n_outliers"] == 2
@@ -248,7 +248,7 @@ def test_stick_breaking_importance_sampling_matches_numerical_integration():
     from stick_breaking_dgms.models import VAE
     rng = np.random.default_rng(1)
     d, h, alpha0 = 6, 4, 3.0
-    net = VAE(d, [h], [False], "relu", "stick-breaking", 2, "bernoulli", seed=0, alpha0=alpha0)
+    net = VAE(d, [h], [False], "relu", "kumaraswamy", 2, "bernoulli", seed=0, alpha0=alpha0)
     for name, var in net.params.items():
         scale = 2.0 if name.startswith("decoder") else 0.5
         var.set_value(np.asarray(scale * rng.standard_normal(var.get_value().shape), var.dtype))
@@ -283,7 +283,7 @@ def test_stick_breaking_weights_average_to_one():
     from stick_breaking_dgms.evaluation.loading import LoadedModel
     from stick_breaking_dgms.models import VAE
     d, h, k = 6, 4, 6
-    net = VAE(d, [h], [False], "relu", "stick-breaking", k, "bernoulli", seed=0, alpha0=5.0)
+    net = VAE(d, [h], [False], "relu", "kumaraswamy", k, "bernoulli", seed=0, alpha0=5.0)
     for name, var in net.params.items():
         var.set_value(np.zeros_like(var.get_value()))
     _set(net, "encoder/0/b", np.ones(h))  # h = relu(0 x + 1) = 1 for every input
@@ -303,19 +303,17 @@ def test_stick_breaking_weights_average_to_one():
 
 
 def test_importance_draws_are_uniform_on_the_whole_open_interval():
-    """The full Kumaraswamy, not the training sampler's U(0.01, 0.99)."""
+    """The full Kumaraswamy, not the training sampler's U(0.01, 0.99): with a = b = 1 the
+    draws v = 1 - u are uniform on the whole open interval."""
     from scipy.stats import kstest
 
-    from stick_breaking_dgms.evaluation.likelihood import importance_noise
+    from stick_breaking_dgms.families import Kumaraswamy
 
-    class Fake:
-        kind = "stick-breaking"
-
-        class net:
-            class latent:
-                size = 50
-
-    u = importance_noise(Fake, np.random.default_rng(0), 40, 100)
-    assert u.shape == (40, 100, 49)
-    assert 0.0 < u.min() < 0.001 and 0.999 < u.max() < 1.0
-    assert kstest(u.ravel(), "uniform").pvalue > 1e-3
+    family = Kumaraswamy(3, 49, np.random.default_rng(0))
+    ones = np.ones((40, 49))
+    draws, _, _ = family.importance_sample(np.random.default_rng(0), {"a": ones, "b": ones},
+                                           100)
+    v = np.exp(draws["log_v"])
+    assert v.shape == (40, 100, 49)
+    assert 0.0 < v.min() < 0.001 and 0.999 < v.max() < 1.0
+    assert kstest(v.ravel(), "uniform").pvalue > 1e-3

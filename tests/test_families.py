@@ -3,8 +3,8 @@
 For every family in FAMILIES (in the manner of PyMC's check_logp): the importance
 sampler's log densities against SciPy on a grid with edges, its draws against the CDF
 (Kolmogorov-Smirnov), the closed-form KL against Monte Carlo, the training draw against
-the posterior mean, finite gradients at the edges, the registry, Knowles' sampler, and the
-Kumaraswamy family against the model's existing StickBreakingLatent and evaluation graph.
+the posterior mean, finite gradients at the edges, the registry, Knowles' sampler, and
+the SB-VAE's latent layer against the original's graph and the evaluation's formulas.
 Everything is float64 unless said otherwise.
 """
 import numpy as np
@@ -553,39 +553,42 @@ def test_knowles_ks_distance():
 
 
 # ---------------------------------------------------------------------------------------
-# 8. Kumaraswamy against the existing StickBreakingLatent and the evaluation's graph.
+# 8. The SB-VAE's latent layer against the original's graph, and the evaluation's graph.
 
 @pytest.mark.parametrize("clip", [None, (0.25, 15.0)])
-def test_kumaraswamy_matches_stick_breaking_latent(clip):
-    from stick_breaking_dgms.latent import StickBreakingLatent
+def test_kumaraswamy_layer_builds_the_original_graph(clip):
+    """The model's stochastic layer with the Kumaraswamy family is, node for node, the
+    original's: a, b = softplus(h W) (clipped with the safety option), v from u, stick
+    weights, the faithful KL summed over sticks (floored at 0 with the safety option)."""
+    from stick_breaking_dgms.backend import softplus
+    from stick_breaking_dgms.distributions import kumaraswamy_beta_kl_expr, kumaraswamy_sample_expr
+    from stick_breaking_dgms.latent import StochasticLayer
+    from stick_breaking_dgms.stick_breaking import stick_breaking_expr
     equal_computations = backend.aesara.graph.basic.equal_computations
     k = 6
     with backend.floatX_as("float64"):
-        old = StickBreakingLatent(5, k, ALPHA0, np.random.default_rng(11), clip=clip)
-        new = Kumaraswamy(5, k - 1, np.random.default_rng(11), alpha0=ALPHA0, clip=clip)
-        for p, q in zip(old.params, new.params):
-            assert p.name == q.name
-            np.testing.assert_array_equal(p.get_value(), q.get_value())
-        h = at.matrix("h")
-        post_old, post_new = old.posterior(h), new.posterior(h)
-        srng_old, srng_new = RandomStream(5), RandomStream(5)
-        u_old = old.noise(srng_old, h.shape[0])
-        u_new = new.noise(srng_new, h.shape[0])
-        outs_old = [old.kl(post_old), old.fractions(post_old, u_old)]
-        outs_new = [new.kl(post_new), new.sample(post_new, u_new)]
-        # the same graph, node for node, up to the weights and the random generators
-        rngs_old = [r for r, _ in srng_old.state_updates]
-        rngs_new = [r for r, _ in srng_new.state_updates]
-        assert equal_computations(outs_new, outs_old, in_xs=new.params + rngs_new,
-                                  in_ys=old.params + rngs_old)
-        assert equal_computations([new.sample(post_new, h)], [old.fractions(post_old, h)],
-                                  in_xs=new.params, in_ys=old.params)
-        f = function([h], outs_old + outs_new)
+        layer = StochasticLayer("kumaraswamy", 5, k, np.random.default_rng(11),
+                                alpha0=ALPHA0, clip=clip)
+        assert [p.name for p in layer.params] == ["latent/W_a", "latent/W_b"]
+        w_a, w_b = layer.params
+        h, u = at.matrix("h"), at.matrix("u")
+        a, b = softplus(at.dot(h, w_a)), softplus(at.dot(h, w_b))
+        if clip is not None:
+            a, b = at.clip(a, *clip), at.clip(b, *clip)
+        per_stick = kumaraswamy_beta_kl_expr(a, b, 1.0, ALPHA0, 10, "series")
+        if clip is not None:
+            per_stick = at.maximum(per_stick, 0.0)
+        expected = [at.sum(per_stick, axis=1),
+                    stick_breaking_expr(kumaraswamy_sample_expr(a, b, u))]
+        post = layer.posterior(h)
+        got = [layer.kl(post), layer.sample(post, u)]
+        assert equal_computations(got, expected)
+        f = function([h, u], got + expected)
     x = np.random.default_rng(3).normal(0, 80, (9, 5))  # a and b from ~1e-30 to ~300
-    kl_old, v_old, kl_new, v_new = f(x)
-    assert np.array_equal(kl_old, kl_new)
-    assert np.array_equal(v_old, v_new)
-    assert np.all(np.isfinite(kl_new))
+    uv = np.random.default_rng(4).uniform(0.01, 0.99, (9, k - 1))
+    kl_new, code_new, kl_old, code_old = f(x, uv)
+    assert np.array_equal(kl_old, kl_new) and np.array_equal(code_old, code_new)
+    assert np.all(np.isfinite(kl_new)) and code_new.shape == (9, k)
 
 
 def test_kumaraswamy_importance_sample_matches_evaluation_graph():

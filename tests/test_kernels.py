@@ -432,7 +432,7 @@ def test_training_graph_uses_the_kernels_in_float32(mnist):
     small = Dataset("mnist-small", mnist.train_x[:200], mnist.train_y[:200], mnist.valid_x[:100],
                     mnist.valid_y[:100], mnist.test_x[:100], mnist.test_y[:100], "bernoulli")
     with floatX_as("float32"):
-        net = VAE(784, [20], [False], "relu", "stick-breaking", 6, "bernoulli", seed=3)
+        net = VAE(784, [20], [False], "relu", "kumaraswamy", 6, "bernoulli", seed=3)
         task = VAETask(net, small.astype("float32"), batch_size=50, learning_rate=1e-3)
     ops = [type(n.op) for n in task._train.maker.fgraph.toposort()]
     assert kernels.KumaraswamyBetaKL in ops and kernels.BernoulliNLL in ops

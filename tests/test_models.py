@@ -8,7 +8,7 @@ from stick_breaking_dgms.models import VAE
 from stick_breaking_dgms.objectives import bernoulli_nll_expr
 
 
-def _small_vae(kind="stick-breaking", **options):
+def _small_vae(kind="kumaraswamy", **options):
     return VAE(784, [20], [False], "relu", kind, 6, "bernoulli", seed=3, **options)
 
 

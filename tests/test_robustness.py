@@ -317,17 +317,17 @@ def faithful_kl():
 # all from the ten-term cut of the series (or, for alpha0 = 1, the series digamma), where
 # the true KL is >= 0 (0 at a = 1, b = alpha0); test_kl_negative_region pins that down.
 # So clipping a and b alone cannot make the faithful KL non-negative: the safety option
-# also floors each stick's KL at 0 (latent.StickBreakingLatent.kl), which is what the
+# also floors each stick's KL at 0 (families.Kumaraswamy.kl), which is what the
 # model trains on. This test checks the model's clipped KL, not the bare formula.
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("alpha0", ALPHA0S)
 def test_clipped_kl_is_nonnegative(faithful_kl, dtype, alpha0):
     from stick_breaking_dgms import backend
     from stick_breaking_dgms.backend import at, function
-    from stick_breaking_dgms.latent import StickBreakingLatent
+    from stick_breaking_dgms.families import Kumaraswamy
     a, b, faithful = faithful_kl[dtype, alpha0]
     with backend.floatX_as(dtype):
-        latent = StickBreakingLatent(1, 2, alpha0, np.random.default_rng(0), clip=(0.25, 15.0))
+        latent = Kumaraswamy(1, 1, np.random.default_rng(0), alpha0=alpha0, clip=(0.25, 15.0))
         av, bv = at.vector("a"), at.vector("b")
         # what the posterior can emit: a and b clipped to the box; one stick per row
         post = {"a": at.clip(av, 0.25, 15.0)[:, None], "b": at.clip(bv, 0.25, 15.0)[:, None]}
@@ -353,8 +353,8 @@ def test_clip_kumaraswamy_flag_reaches_the_posterior_and_the_kl():
                                         "--truncation-level", "6"])
     net = cli.build_model("sb_vae", args, 784, "bernoulli", 0)
     rng = np.random.default_rng(0)
-    net.latent.W_a.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
-    net.latent.W_b.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
+    net.latent.family.W_a.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
+    net.latent.family.W_b.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
     h = at.matrix("h")
     post = net.latent.posterior(h)
     f = function([h], [post["a"], post["b"], net.latent.kl(post), net.latent.kl(

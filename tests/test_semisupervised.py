@@ -84,7 +84,7 @@ class NumpyDGM:
 
     def latent(self, h, noise):
         p = self.p
-        if self.kind == "stick-breaking":
+        if self.kind == "kumaraswamy":
             a, b = np_softplus(h @ p["latent/W_a"]), np_softplus(h @ p["latent/W_b"])
             code = np_stick_breaking(np_kumaraswamy_draw(a, b, noise))
             kl = np_kumaraswamy_beta_kl(a, b, self.alpha0)
@@ -120,7 +120,7 @@ class NumpyDGM:
 D_IN, HIDDEN, LATENT, N_U, N_L, WEIGHT = 30, 16, 6, 7, 5, 0.375
 
 
-@pytest.fixture(scope="module", params=["stick-breaking", "gaussian"])
+@pytest.fixture(scope="module", params=["kumaraswamy", "gaussian"])
 def costs64(request):
     """A small float64 model with large random weights, and its compiled terms (once per kind)."""
     kind = request.param
@@ -150,7 +150,7 @@ def _inputs(kind, seed=0):
     rng = np.random.default_rng(seed)
     xu, xl = rng.uniform(size=(N_U, D_IN)), rng.uniform(size=(N_L, D_IN))
     y = rng.integers(0, N_CLASSES, N_L).astype(np.int32)
-    if kind == "stick-breaking":
+    if kind == "kumaraswamy":
         uu = rng.uniform(0.01, 0.99, (N_U, LATENT - 1))
         ul = rng.uniform(0.01, 0.99, (N_L, LATENT - 1))
     else:
@@ -196,7 +196,7 @@ def test_a_training_step_moves_both_branches_alike(mnist):
     after one step of the real training function, and every parameter is trained."""
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
                                 train_y=mnist.train_y[:1000])
-    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "kumaraswamy", 5, "bernoulli",
                               seed=2)
     task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
     assert (task.n_train_batches, task.labelled_batch_size) == (9, 100 // 9)
@@ -245,7 +245,7 @@ def test_a_training_step_changes_the_labelled_and_unlabelled_branches_alike(mnis
     them alike."""
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
                                 train_y=mnist.train_y[:1000])
-    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "kumaraswamy", 5, "bernoulli",
                               seed=2)
     task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
     f = _branch_function(model)
@@ -269,7 +269,7 @@ def test_a_training_step_changes_the_labelled_and_unlabelled_branches_alike(mnis
 def test_semi_supervised_graphs_are_float32_end_to_end(mnist):
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
                                 train_y=mnist.train_y[:1000])
-    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "kumaraswamy", 5, "bernoulli",
                               seed=2)
     task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
     task.validate()  # compiles the error-counting function too
@@ -286,7 +286,7 @@ def test_a_nan_in_a_semi_supervised_step_stops_with_the_best_test_error(mnist, t
     from stick_breaking_dgms.training import Trainer
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:1000],
                                 train_y=mnist.train_y[:1000])
-    model = SemiSupervisedDGM(784, [20], [False], "relu", "stick-breaking", 5, "bernoulli",
+    model = SemiSupervisedDGM(784, [20], [False], "relu", "kumaraswamy", 5, "bernoulli",
                               seed=2)
     task = SemiSupervisedTask(model, small, 100, 1e-3, 0.9, 0.375, label_seed=0)
     assert task.train_metrics[-1] == "cost"

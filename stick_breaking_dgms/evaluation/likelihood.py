@@ -8,20 +8,20 @@ r"""Marginal likelihood by importance sampling, for the SB-VAE and the Gauss-VAE
 with S = 100 by default, per example, and the test-set mean of :math:`-\log p(x)` with
 its standard error.
 
-* **SB-VAE.** The densities are those of the K-1 stick fractions v: Kumaraswamy(a, b)
-  under q, Beta(1, alpha0) under p. The map v -> pi is the same under both, so its
-  Jacobian cancels. The samples come from the *full* Kumaraswamy, u uniform on (0, 1)
-  (not the training sampler's U(0.01, 0.99), whose draws do not have the Kumaraswamy
-  density). Every quantity is taken in log space from :math:`t = \log(u)/b`:
-  :math:`\log(1 - v^a) = t`, :math:`\log v = \mathrm{log1mexp}(t)/a`, and
-  :math:`\log(1 - v)` through a series where it would underflow (see
-  :func:`~stick_breaking_dgms.distributions.kumaraswamy_log_draw_expr`), so posteriors
-  with b = 1e-37 give finite (huge) values instead of NaN.
+* The posterior family draws the latent variable from its *exact* posterior and gives
+  its log density under q and under the prior
+  (:meth:`~stick_breaking_dgms.families.base.LatentFamily.importance_sample`). For the
+  stick-breaking families these are the densities of the K-1 fractions v (Kumaraswamy,
+  Beta or logit-Normal under q, Beta(1, alpha0) or its logit-Normal match under p); the
+  map v -> pi is the same under both, so its Jacobian cancels. The draws are exact (the
+  full Kumaraswamy with u uniform on (0, 1), not the training sampler's U(0.01, 0.99);
+  exact Beta draws for the Gamma family, not Knowles' approximation) and taken in log
+  space, so posteriors with b = 1e-37 give finite (huge) values instead of NaN.
 * **Gauss-VAE.** :math:`z = \mu + \sigma\epsilon`, :math:`\log q` from
   :math:`\epsilon` directly, prior N(0, I).
 * The encoder and decoder run in the model's precision (float32 by default); the
-  posterior parameters, the latent densities, the stick weights and the
-  reconstruction log-likelihood (summed from the decoder's logits) are float64.
+  posterior parameters, the latent densities, the codes and the reconstruction
+  log-likelihood (summed from the decoder's logits) are float64.
   Gaussian likelihoods include the normalising constant :math:`\tfrac D2\log 2\pi`
   that the training objective leaves out.
 
@@ -45,54 +45,54 @@ OUTLIER_IQR = 3.0  # Tukey's "far out" fence
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def _build_log_weights(lm):
-    """Compile (x, noise) -> (log w (B, S), log p(x|z) (B, S), min a, min b (B,)) for a VAE."""
+def _build_posterior(lm):
+    """Compile x -> the posterior parameters (float64); returns (function, their names)."""
     from ..backend import at, function
-    from ..distributions import (beta_log_pdf_from_logs_expr, kumaraswamy_log_draw_expr,
-                                 kumaraswamy_log_pdf_from_logs_expr,
-                                 stick_breaking_from_logs_expr)
+    x = at.matrix("x", dtype=lm.floatX)
+    post = lm.net.latent.posterior(at.cast(lm.net.encoder(x), FLOAT64))
+    names = sorted(post)
+    return function([x], [post[k] for k in names]), names
+
+
+def _build_log_lik(lm):
+    """Compile (x (B, D), codes (B, S, K) float64) -> log p(x | code) (B, S), float64.
+
+    The decoder runs in the model's precision; the log-likelihood is summed in float64
+    from its logits. Gaussian likelihoods include the normalising constant.
+    """
+    from ..backend import at, function
     from ..objectives import nll_expr
     net = lm.net
     x = at.matrix("x", dtype=lm.floatX)
-    noise = at.tensor3("noise", dtype=FLOAT64)  # (B, S, L)
-    n, s = noise.shape[0], noise.shape[1]
-    h = at.cast(net.encoder(x), FLOAT64)
-    post = net.latent.posterior(h)
-    if lm.kind == "stick-breaking":
-        a, b = post["a"][:, None, :], post["b"][:, None, :]
-        log_v, log_1m_v, log_1m_va = kumaraswamy_log_draw_expr(a, b, at.log(noise))
-        log_q = at.sum(kumaraswamy_log_pdf_from_logs_expr(log_v, log_1m_va, a, b), axis=-1)
-        log_p = at.sum(beta_log_pdf_from_logs_expr(log_v, log_1m_v, net.latent.prior_alpha,
-                                                   net.latent.prior_beta), axis=-1)
-        code = stick_breaking_from_logs_expr(log_v, log_1m_v)
-        extremes = [at.min(post["a"], axis=1), at.min(post["b"], axis=1)]
-    else:
-        mu, log_sigma = post["mu"][:, None, :], post["log_sigma"][:, None, :]
-        code = mu + at.exp(log_sigma) * noise
-        log_q = at.sum(-HALF_LOG_2PI - log_sigma - 0.5 * noise ** 2, axis=-1)
-        log_p = at.sum(-HALF_LOG_2PI - 0.5 * code ** 2, axis=-1)
-        extremes = [at.min(post["log_sigma"], axis=1), at.max(post["log_sigma"], axis=1)]
-    k = code.shape[-1]
+    code = at.tensor3("code", dtype=FLOAT64)
+    n, s, k = code.shape[0], code.shape[1], code.shape[2]
     out = net.decode(at.cast(code.reshape((n * s, k)), lm.floatX))
     out = at.cast(out, FLOAT64).reshape((n, s, out.shape[-1]))
-    x64 = at.cast(x, FLOAT64)[:, None, :]
-    log_lik = -nll_expr(net.likelihood, x64, out)
+    log_lik = -nll_expr(net.likelihood, at.cast(x, FLOAT64)[:, None, :], out)
     if net.likelihood == "gaussian":
         log_lik = log_lik - at.cast(x.shape[1], FLOAT64) * HALF_LOG_2PI
-    log_w = log_lik + log_p - log_q
-    return function([x, noise], [log_w, log_lik] + extremes)
+    return function([x, code], log_lik)
 
 
-def importance_noise(lm, rng, n, samples):
-    """float64 noise (n, samples, L): u uniform on the open interval (0, 1), or eps ~ N(0, 1).
+def log_weights(lm, x, rng, samples):
+    """Log importance weights of ``x``'s rows: (log w (B, S), log p(x|z) (B, S),
+    {diagnostic: (B,)}).
 
-    ``rng.random()`` returns multiples of 2^-53 in [0, 1); adding 2^-54 moves them into
-    (0, 1), so log(u) and log(1 - u) are always finite.
+    The family draws from its exact posterior and gives log q and log p of the drawn
+    variable (:meth:`~..families.base.LatentFamily.importance_sample`); the construction
+    turns the draws into codes; the decoder scores them.
     """
-    size = lm.net.latent.size
-    if lm.kind == "stick-breaking":
-        return rng.random((n, samples, size - 1)) + 2.0 ** -54
-    return rng.standard_normal((n, samples, size))
+    from ..latent import code_from_draws
+    family = lm.net.latent.family
+    f_post, names = lm.compiled("posterior64", lambda: _build_posterior(lm))
+    f_lik = lm.compiled("log_lik64", lambda: _build_log_lik(lm))
+    xb = lm.cast_x(x)
+    params = dict(zip(names, f_post(xb)))
+    draws, log_q, log_p = family.importance_sample(rng, params, samples)
+    log_lik = f_lik(xb, code_from_draws(lm.net.latent.construction, draws))
+    with np.errstate(invalid="ignore"):
+        log_w = log_lik + log_p - log_q
+    return log_w, log_lik, family.diagnostics(params)
 
 
 def log_mean_exp(log_w):
@@ -144,7 +144,7 @@ def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
     Parameters
     ----------
     lm : LoadedModel
-        A VAE (``sb_vae`` or ``gauss_vae``).
+        A VAE (``sb_vae`` with any stick-breaking family, or ``gauss_vae``).
     x : array (N, D)
     samples : int
         S, the importance samples per example.
@@ -158,24 +158,23 @@ def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
     log-weight, a Monte Carlo ELBO with the same draws), ``log_lik`` (mean reconstruction
     log-likelihood), ``ess`` (effective sample size), ``mc_se`` (the estimate's
     Monte Carlo standard error, :func:`monte_carlo_se`), ``nan_samples``,
-    ``zero_weight_samples`` (log-weight -inf), ``inf_samples`` (log-weight +inf),
-    ``extreme_0`` / ``extreme_1`` (min a and min b, or min and max log sigma), and the
-    scalars ``samples`` and ``seconds``.
+    ``zero_weight_samples`` (log-weight -inf), ``inf_samples`` (log-weight +inf), the
+    family's per-example diagnostics under their names (``min_a`` and ``min_b`` for the
+    Kumaraswamy, ...; their names in ``diagnostic_names``), and the scalars ``samples``
+    and ``seconds``.
     """
     if lm.semi:
         raise ValueError("importance sampling is implemented for the VAEs (sb_vae, gauss_vae)")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    f = lm.compiled("log_weights", lambda: _build_log_weights(lm))
     rng = np.random.default_rng(seed)
     batch = max(1, int(rows_per_batch) // int(samples))
+    names = lm.net.latent.family.diagnostic_names
     parts = {k: [] for k in ("log_px", "elbo", "log_lik", "ess", "mc_se", "nan_samples",
-                             "zero_weight_samples", "inf_samples", "extreme_0", "extreme_1")}
+                             "zero_weight_samples", "inf_samples") + names}
     started = time.time()
     for start in range(0, len(x), batch):
-        xb = lm.cast_x(x[start:start + batch])
-        noise = importance_noise(lm, rng, len(xb), samples)
-        log_w, log_lik, e0, e1 = f(xb, noise)
+        log_w, log_lik, diagnostics = log_weights(lm, x[start:start + batch], rng, samples)
         est, n_nan, n_ninf, n_pinf = log_mean_exp(log_w)
         with np.errstate(invalid="ignore"):
             finite = np.where(np.isnan(log_w), np.nan, log_w)
@@ -188,17 +187,18 @@ def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
         parts["nan_samples"].append(n_nan)
         parts["zero_weight_samples"].append(n_ninf)
         parts["inf_samples"].append(n_pinf)
-        parts["extreme_0"].append(e0)
-        parts["extreme_1"].append(e1)
+        for name in names:
+            parts[name].append(diagnostics[name])
         if progress is not None:
             progress.update(min(start + batch, len(x)))
     out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     out["samples"] = int(samples)
     out["seconds"] = time.time() - started
+    out["diagnostic_names"] = names
     return out
 
 
-def summarize(per_example, kind="stick-breaking", max_listed=10):
+def summarize(per_example, max_listed=10):
     """The test-set summary of :func:`importance_sampled_log_likelihood`'s output.
 
     ``nll`` is -log p(x). Returns a JSON-able dict: ``n``, ``mean_nll`` (over every
@@ -233,15 +233,13 @@ def summarize(per_example, kind="stick-breaking", max_listed=10):
     # worst first: the non-finite estimates (NaN, +inf, and -inf from log p(x) = +inf), then
     # the largest -log p(x)
     order = np.argsort(np.where(finite, -nll, -np.inf), kind="stable")
-    names = (("min_a", "min_b") if kind == "stick-breaking"
-             else ("min_log_sigma", "max_log_sigma"))
+    names = tuple(per_example.get("diagnostic_names", ()))
     listed = []
     for i in order[:max_listed]:
         if not outlier[i]:
             break
         listed.append({"index": int(i), "nll": _num(nll[i]),
-                       names[0]: _num(per_example["extreme_0"][i]),
-                       names[1]: _num(per_example["extreme_1"][i]),
+                       **{name: _num(per_example[name][i]) for name in names},
                        "nan_samples": int(per_example["nan_samples"][i])})
     elbo = np.asarray(per_example["elbo"], dtype=np.float64)
     elbo_fin = elbo[np.isfinite(elbo)]

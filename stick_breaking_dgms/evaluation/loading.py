@@ -108,13 +108,19 @@ class LoadedModel:
     """A trained network with lazily compiled evaluation functions.
 
     Attributes: ``path``, ``model`` (``sb_vae``, ...), ``net``, ``args`` (Namespace),
-    ``meta``, ``floatX``, ``kind`` (``"stick-breaking"`` or ``"gaussian"``), ``semi``.
+    ``meta``, ``floatX``, ``family`` (the posterior family, :mod:`..families`),
+    ``construction`` (``"stick-breaking"`` or ``"gaussian"``), ``semi``, ``name`` (the
+    model as the paper's tables name it: ``sb_vae`` for the Kumaraswamy family,
+    ``gamma_sb_vae`` for the Gamma family, ...).
     """
 
     def __init__(self, path, model, net, args, meta, floatX):
         self.path, self.model, self.net, self.args, self.meta = path, model, net, args, meta
         self.floatX = floatX
-        self.kind = net.latent.kind
+        self.family = net.latent.family
+        self.construction = net.latent.construction
+        # the name the paper's tables use: sb_vae, gamma_sb_vae, gauss_logit_sb_vae, ...
+        self.name = self.family.model_prefix + model
         self.semi = MODELS[model]["semi"]
         self._functions = {}
 
@@ -144,17 +150,14 @@ class LoadedModel:
     # -- codes ---------------------------------------------------------------------------
 
     def code_noise(self, rng, n):
-        """Noise of the model's own sampler, float64: u ~ U(0.01, 0.99) or eps ~ N(0, 1)."""
-        size = self.net.latent.size
-        if self.kind == "stick-breaking":
-            from ..latent import UNIFORM_RANGE
-            return rng.uniform(UNIFORM_RANGE[0], UNIFORM_RANGE[1], size=(n, size - 1))
-        return rng.standard_normal((n, size))
+        """Noise of the model's own training sampler, float64 (u ~ U(0.01, 0.99) for the
+        Kumaraswamy, eps ~ N(0, 1) for the Gaussian, ...)."""
+        return self.family.training_noise(rng, n)
 
     def _build_codes(self):
         from ..backend import at, function
         x = at.matrix("x", dtype=self.floatX)
-        noise = at.matrix("noise", dtype=FLOAT64)
+        noise = at.tensor(FLOAT64, shape=(None,) * self.family.noise_ndim, name="noise")
         h = at.cast(self.net.encoder(x), FLOAT64)
         post = self.net.latent.posterior(h)
         return function([x, noise], [self.net.latent.sample(post, noise),
@@ -165,7 +168,7 @@ class LoadedModel:
 
         Sampled codes use the model's training sampler (u ~ U(0.01, 0.99) for the
         Kumaraswamy, as the original's sampling graph); the posterior-mean code is the
-        stick weights of the Kumaraswamy mean of each fraction (SB) or mu (Gauss).
+        stick weights of the posterior mean of each fraction (SB) or mu (Gauss).
         """
         f = self.compiled("codes", self._build_codes)
         sampled, means = [], []

@@ -8,29 +8,63 @@ draws, and an exact float64 sampler with log densities for importance sampling.
 * ``"gauss-logit"``: v = sigmoid(eta), eta Normal (Table 1);
 * ``"gamma"``: v = x / (x + y) from two Gamma variables (Table 1);
 * ``"gaussian"``: the Gauss-VAE's z in R^L.
-"""
-from .base import CONSTRUCTIONS, LatentFamily
-from .gamma import Gamma, knowles_ks_distance
-from .gauss_logit import GaussLogit, matched_prior
-from .gaussian import Gaussian
-from .kumaraswamy import Kumaraswamy
 
-FAMILIES = {
-    "kumaraswamy": Kumaraswamy,
-    "gauss-logit": GaussLogit,
-    "gamma": Gamma,
-    "gaussian": Gaussian,
+A new family is a new module here and one line in :data:`REGISTRY`. The registry names
+modules rather than importing them, so that the command line lists the families without
+importing the symbolic backend; the classes are imported on first use.
+"""
+import importlib
+
+# name: (module, class, construction)
+REGISTRY = {
+    "kumaraswamy": ("kumaraswamy", "Kumaraswamy", "stick-breaking"),
+    "gauss-logit": ("gauss_logit", "GaussLogit", "stick-breaking"),
+    "gamma": ("gamma", "Gamma", "stick-breaking"),
+    "gaussian": ("gaussian", "Gaussian", "gaussian"),
 }
-FAMILY_CHOICES = tuple(FAMILIES)
+FAMILY_CHOICES = tuple(REGISTRY)
+
+
+def _check(name):
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise ValueError(f"unknown latent family {name!r}; expected one of "
+                         f"{', '.join(REGISTRY)}")
+    return name
+
+
+def construction_of(name):
+    """``"stick-breaking"`` or ``"gaussian"``: what the family's draws are."""
+    return REGISTRY[_check(name)][2]
+
+
+def families_of(construction):
+    """The names of the families with this construction, in registry order."""
+    return tuple(n for n, (_, _, c) in REGISTRY.items() if c == construction)
 
 
 def get_family(name):
     """The family class registered as ``name`` (one of :data:`FAMILY_CHOICES`)."""
-    if not isinstance(name, str) or name not in FAMILIES:
-        raise ValueError(f"unknown latent family {name!r}; expected one of "
-                         f"{', '.join(FAMILIES)}")
-    return FAMILIES[name]
+    module, cls, _ = REGISTRY[_check(name)]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
+
+
+_LAZY = {"LatentFamily": "base", "CONSTRUCTIONS": "base", "knowles_ks_distance": "gamma",
+         "matched_prior": "gauss_logit"}
+
+
+def __getattr__(attr):
+    """``FAMILIES`` ({name: class}), the family classes and their helpers, imported on
+    first use (they import the symbolic backend)."""
+    if attr == "FAMILIES":
+        return {name: get_family(name) for name in REGISTRY}
+    for name, (_, cls, _) in REGISTRY.items():
+        if attr == cls:
+            return get_family(name)
+    if attr in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[attr]}", __name__), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 __all__ = ["CONSTRUCTIONS", "FAMILIES", "FAMILY_CHOICES", "Gamma", "GaussLogit", "Gaussian",
-           "Kumaraswamy", "LatentFamily", "get_family", "knowles_ks_distance", "matched_prior"]
+           "Kumaraswamy", "LatentFamily", "REGISTRY", "construction_of", "families_of",
+           "get_family", "knowles_ks_distance", "matched_prior"]

@@ -37,6 +37,11 @@ class LatentFamily:
         The weight matrices, created in this order (``"latent/" + name``).
     diagnostic_names : tuple of str
         Keys of :meth:`diagnostics`, e.g. ``("min_a", "min_b")``.
+    model_prefix : str
+        Prepended to the model's name in reports (``"gamma_"``: ``gamma_sb_vae``, the
+        paper's "Gamma SB-VAE"); empty for the paper's own models.
+    noise_ndim : int
+        Dimensions of the training noise (2: (n, n_latent)).
 
     Parameters
     ----------
@@ -63,6 +68,9 @@ class LatentFamily:
 
     NumPy float64 methods (evaluation):
 
+    * ``training_noise(rng, n)`` -> the training sampler's noise as a float64 array
+      (``noise_ndim`` dimensions), for sampled codes outside the training graph;
+    * ``prior_draw(rng, n)`` -> prior draws of v or z;
     * ``importance_sample(rng, params, samples)`` -> ``(latent, log_q, log_p)``: exact
       posterior draws, ``latent`` = ``{"log_v", "log_1m_v"}`` or ``{"z"}``, arrays
       (n, samples, n_latent); ``log_q``, ``log_p`` (n, samples) summed over latents;
@@ -73,6 +81,8 @@ class LatentFamily:
     construction = None
     weight_names = ()
     diagnostic_names = ()
+    model_prefix = ""
+    noise_ndim = 2
 
     def __init__(self, n_in, n_latent, rng):
         if int(n_in) < 1 or int(n_latent) < 1:
@@ -110,6 +120,12 @@ class LatentFamily:
         raise NotImplementedError
 
     # -- NumPy, float64 ---------------------------------------------------------------
+
+    def training_noise(self, rng, n):
+        raise NotImplementedError
+
+    def prior_draw(self, rng, n):
+        raise NotImplementedError
 
     def importance_sample(self, rng, params, samples):
         raise NotImplementedError

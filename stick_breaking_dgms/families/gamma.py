@@ -90,8 +90,10 @@ class Gamma(LatentFamily):
 
     name = "gamma"
     construction = "stick-breaking"
+    model_prefix = "gamma_"
     weight_names = ("W_alpha", "W_beta")
     diagnostic_names = ("min_alpha", "min_beta")
+    noise_ndim = 3
 
     def __init__(self, n_in, n_latent, rng, alpha0=5.0):
         if not (math.isfinite(float(alpha0)) and float(alpha0) > 0):
@@ -126,6 +128,14 @@ class Gamma(LatentFamily):
     def prior_sample(self, srng, n):
         v = srng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
         return at.cast(v, self.W_alpha.dtype)
+
+    def training_noise(self, rng, n):
+        """u ~ U(0.01, 0.99), float64 (n, 2, K-1), as :meth:`noise`."""
+        return rng.uniform(TRAINING_UNIFORM_RANGE[0], TRAINING_UNIFORM_RANGE[1],
+                           size=(n, 2, self.n_latent))
+
+    def prior_draw(self, rng, n):
+        return rng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
 
     def importance_sample(self, rng, params, samples):
         r"""Exact Beta(alpha, beta) draws in log space from two exact log-Gamma draws.

@@ -74,6 +74,7 @@ class GaussLogit(LatentFamily):
 
     name = "gauss-logit"
     construction = "stick-breaking"
+    model_prefix = "gauss_logit_"
     weight_names = ("W_mu", "W_sigma")
     diagnostic_names = ("min_sigma", "max_abs_mu")
 
@@ -122,6 +123,15 @@ class GaussLogit(LatentFamily):
     def prior_sample(self, srng, n):
         eta = srng.normal(self.prior_mean, self.prior_std, size=(n, self.n_latent))
         return at.cast(sigmoid(eta), self.W_mu.dtype)
+
+    def training_noise(self, rng, n):
+        """eps ~ N(0, 1), float64 (n, K-1), as :meth:`noise`."""
+        return rng.standard_normal((n, self.n_latent))
+
+    def prior_draw(self, rng, n):
+        """v = sigmoid(eta), eta ~ N(m0, s0^2)."""
+        eta = self.prior_mean + self.prior_std * rng.standard_normal((n, self.n_latent))
+        return 1.0 / (1.0 + np.exp(-eta))
 
     def importance_sample(self, rng, params, samples):
         r"""Exact draws of eta; ``log_q``, ``log_p`` are the Normal densities of eta.

@@ -41,6 +41,13 @@ class Gaussian(LatentFamily):
     def prior_sample(self, srng, n):
         return srng.normal(0.0, 1.0, size=(n, self.n_latent))
 
+    def training_noise(self, rng, n):
+        """eps ~ N(0, 1), float64 (n, L), as :meth:`noise`."""
+        return rng.standard_normal((n, self.n_latent))
+
+    def prior_draw(self, rng, n):
+        return rng.standard_normal((n, self.n_latent))
+
     def importance_sample(self, rng, params, samples):
         r"""Exact draws :math:`z = \mu + \sigma\epsilon`; ``log_q`` from :math:`\epsilon`
         directly (:math:`-\tfrac12\log 2\pi - \log\sigma - \epsilon^2/2`), ``log_p`` N(0, I)."""

@@ -126,6 +126,14 @@ class Kumaraswamy(LatentFamily):
         v = srng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
         return at.cast(v, self.W_a.dtype)
 
+    def training_noise(self, rng, n):
+        """u ~ U(0.01, 0.99), float64 (n, K-1), as :meth:`noise`."""
+        return rng.uniform(TRAINING_UNIFORM_RANGE[0], TRAINING_UNIFORM_RANGE[1],
+                           size=(n, self.n_latent))
+
+    def prior_draw(self, rng, n):
+        return rng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
+
     def importance_sample(self, rng, params, samples):
         r"""Exact Kumaraswamy(a, b) draws, u uniform on the open (0, 1), in log space.
 
