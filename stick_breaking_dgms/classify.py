@@ -185,7 +185,7 @@ def _run(args, model_name, stored, params, what):
     started = time.time()
     from . import backend
     from .checkpoints import check_shapes
-    from .cli import build_model, n_classes_of
+    from .cli import build_model, model_seed_of, n_classes_of
     from .datasets import DatasetError
     backend.configure_blas_threads(args.blas_threads)
     # The model is checked against the file before the data are loaded (fail fast). Its
@@ -196,7 +196,7 @@ def _run(args, model_name, stored, params, what):
     n_in_model = params["encoder/0/W"].shape[0]
     try:
         net = build_model(model_name, stored, n_in_model, stored.likelihood or "bernoulli",
-                          stored.seed, n_classes=n_classes_of(params))
+                          model_seed_of(stored), n_classes=n_classes_of(params))
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise ClassifyError(f"{args.checkpoint}: cannot rebuild the model from the stored "
                             f"arguments: {type(e).__name__}: {e}") from None

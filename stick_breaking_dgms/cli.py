@@ -288,6 +288,12 @@ def derived_seeds(seed):
     return tuple(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
 
 
+def model_seed_of(args):
+    """The seed the model was built with in training (its initial weights and random
+    stream), derived from ``--seed``: rebuilding a trained model uses it too."""
+    return derived_seeds(args.seed)[0]
+
+
 def latent_size_of(args):
     return args.truncation_level if hasattr(args, "truncation_level") else args.latent_size
 

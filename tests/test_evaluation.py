@@ -317,3 +317,31 @@ def test_importance_draws_are_uniform_on_the_whole_open_interval():
     assert v.shape == (40, 100, 49)
     assert 0.0 < v.min() < 0.001 and 0.999 < v.max() < 1.0
     assert kstest(v.ravel(), "uniform").pvalue > 1e-3
+
+def test_a_trained_model_is_rebuilt_with_its_training_seed(tmp_path):
+    """load_model (reproduce) and classify rebuild a model from its stored arguments with
+    the seed training used (so both agree); a stored seed that is not an integer is a
+    clear CheckpointError naming --seed."""
+    from stick_breaking_dgms import cli
+    from stick_breaking_dgms.checkpoints import CheckpointError, write_checkpoint
+    from stick_breaking_dgms.evaluation.loading import load_model
+    _, args = cli.parse_args("gauss_vae", ["--hidden-size", "3", "--latent-size", "2",
+                                           "--seed", "77"])
+    seed = cli.model_seed_of(args)
+    assert seed == cli.derived_seeds(77)[0]
+    net = cli.build_model("gauss_vae", args, 5, "bernoulli", seed)
+    params = {n: v.get_value() for n, v in net.params.items()}
+    meta = {"model": "gauss_vae", "args": vars(args)}
+    path = str(tmp_path / "p.h5")
+    write_checkpoint(path, {"params": params}, meta)
+    lm = load_model(path)
+    # the same seed gives the same initial weights: every parameter equals the stored one
+    # even before loading, and the random stream starts where training's started
+    fresh = cli.build_model("gauss_vae", lm.args, 5, "bernoulli", cli.model_seed_of(lm.args))
+    for n, v in fresh.params.items():
+        np.testing.assert_array_equal(v.get_value(), params[n])
+    bad = str(tmp_path / "bad.h5")
+    write_checkpoint(bad, {"params": params}, {"model": "gauss_vae",
+                                               "args": {**vars(args), "seed": "abc"}})
+    with pytest.raises(CheckpointError, match="--seed"):
+        load_model(bad)

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ..checkpoints import CheckpointError, check_shapes, read_checkpoint
-from ..cli import MODELS, args_from_meta, build_model, n_classes_of
+from ..cli import MODELS, args_from_meta, build_model, model_seed_of, n_classes_of
 
 FLOAT64 = "float64"
 
@@ -231,8 +231,13 @@ def load_model(path, n_in=None, likelihood=None):
     likelihood = likelihood or _likelihood_from_meta(meta, args)
     floatX = getattr(args, "floatX", "float32")
     from ..backend import floatX_as
+    try:
+        seed = model_seed_of(args)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: the stored --seed {getattr(args, 'seed', None)!r} is "
+                              f"not an integer >= 0") from None
     with floatX_as(floatX):
-        net = build_model(model, args, n_in, likelihood, 0, n_classes=n_classes_of(params))
+        net = build_model(model, args, n_in, likelihood, seed, n_classes=n_classes_of(params))
     expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
     check_shapes(path, params, expected)
     for name, var in net.params.items():
