@@ -241,17 +241,37 @@ def test_importance_sampling_finds_the_true_value_within_its_standard_error(line
     assert np.all(res["elbo"] <= res["log_px"] + 1e-9)  # Jensen, with the same draws
 
 
-def test_stick_breaking_importance_sampling_matches_numerical_integration():
-    """K = 2 (one Kumaraswamy fraction): p(x) = int p(x | [v, 1-v]) Beta(v; 1, alpha0) dv."""
+def _prior_density(family, alpha0):
+    """The prior density of one fraction v under ``family``'s prior."""
+    if family == "gauss-logit":  # N(m0, s0^2) on logit(v), moment-matched to Beta(1, alpha0)
+        from stick_breaking_dgms.families import matched_prior
+        m0, s0 = matched_prior(alpha0)
+        return lambda v: (math.exp(-0.5 * ((math.log(v / (1 - v)) - m0) / s0) ** 2)
+                          / (s0 * math.sqrt(2 * math.pi) * v * (1 - v)))
+    return lambda v: alpha0 * (1 - v) ** (alpha0 - 1)  # Beta(1, alpha0)
+
+
+@pytest.mark.parametrize("family", ["kumaraswamy", "gauss-logit", "gamma"])
+def test_stick_breaking_importance_sampling_matches_numerical_integration(family):
+    """K = 2 (one fraction): p(x) = int p(x | [v, 1-v]) p(v) dv, for every stick-breaking
+    family's exact importance sampler and densities."""
     from stick_breaking_dgms.evaluation.likelihood import importance_sampled_log_likelihood
     from stick_breaking_dgms.evaluation.loading import LoadedModel
     from stick_breaking_dgms.models import VAE
     rng = np.random.default_rng(1)
     d, h, alpha0 = 6, 4, 3.0
-    net = VAE(d, [h], [False], "relu", "kumaraswamy", 2, "bernoulli", seed=0, alpha0=alpha0)
+    net = VAE(d, [h], [False], "relu", family, 2, "bernoulli", seed=0, alpha0=alpha0)
+    prior = _prior_density(family, alpha0)
     for name, var in net.params.items():
         scale = 2.0 if name.startswith("decoder") else 0.5
         var.set_value(np.asarray(scale * rng.standard_normal(var.get_value().shape), var.dtype))
+    if family == "gauss-logit":
+        # the posterior's logit-Normal tails must be at least as heavy as the prior's
+        # (sigma >= s0 = 1.43 here), else the weights p / q are unbounded and S = 2000
+        # draws underestimate p(x) beyond their standard error
+        net.params["latent/W_sigma"].set_value(np.full((h, 1), 1.0, net.params[
+            "latent/W_sigma"].dtype))
+        net.params["encoder/0/b"].set_value(np.full(h, 1.0, net.params["encoder/0/b"].dtype))
     p = {n: v.get_value().astype(np.float64) for n, v in net.params.items()}
     x = rng.random((20, d))
 
@@ -261,7 +281,7 @@ def test_stick_breaking_importance_sampling_matches_numerical_integration():
         return np.sum(xx * logits - np.logaddexp(0, logits))
 
     def true_log_px(xx):
-        f = lambda v: math.exp(log_lik(xx, v)) * alpha0 * (1 - v) ** (alpha0 - 1)  # noqa: E731
+        f = lambda v: math.exp(log_lik(xx, v)) * prior(v)  # noqa: E731
         return math.log(integrate.quad(f, 0, 1, epsabs=0, epsrel=1e-10, limit=200)[0])
 
     true = np.array([true_log_px(xx) for xx in x])
