@@ -218,7 +218,9 @@ def gaussian_kl(mu, log_sigma):
 
 
 # ---------------------------------------------------------------------------------------
-# Log-space draws and densities, for importance sampling (meant for float64 graphs).
+# Log-space draws and densities, for importance sampling (meant for float64 graphs). The
+# evaluation runs their NumPy port (families.kumaraswamy.importance_sample); these graphs
+# are its symbolic reference, which tests/test_families.py checks it against.
 #
 # A Kumaraswamy draw from a uniform u is v = (1 - u^(1/b))^(1/a). Everything the
 # densities need follows from t = log(u) / b without forming v:
@@ -280,14 +282,3 @@ def beta_log_pdf_from_logs_expr(log_v, log_1m_v, alpha, beta):
     if float(beta) != 1.0:
         out = out + _const(float(beta) - 1.0, log_v) * log_1m_v
     return out
-
-
-def stick_breaking_from_logs_expr(log_v, log_1m_v):
-    r"""Stick weights from :math:`\log v` and :math:`\log(1 - v)` along the last axis.
-
-    :math:`\log\pi_k = \log v_k + \sum_{j<k}\log(1 - v_j)` and
-    :math:`\log\pi_K = \sum_{j<K}\log(1 - v_j)`; returns :math:`\pi` (K = K-1 + 1 entries).
-    """
-    zeros = at.zeros_like(log_v[..., :1])
-    log_rest = at.concatenate([zeros, at.cumsum(log_1m_v, axis=-1)], axis=-1)
-    return at.exp(at.concatenate([log_v, zeros], axis=-1) + log_rest)

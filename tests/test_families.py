@@ -592,7 +592,7 @@ def test_kumaraswamy_layer_builds_the_original_graph(clip):
 
 
 def test_kumaraswamy_importance_sample_matches_evaluation_graph():
-    """The NumPy port against the graph _build_log_weights compiles, on the same u."""
+    """The NumPy port against its symbolic reference in distributions.py, on the same u."""
     from stick_breaking_dgms.distributions import (beta_log_pdf_from_logs_expr,
                                                    kumaraswamy_log_draw_expr,
                                                    kumaraswamy_log_pdf_from_logs_expr)
@@ -608,7 +608,7 @@ def test_kumaraswamy_importance_sample_matches_evaluation_graph():
         log_q = at.sum(kumaraswamy_log_pdf_from_logs_expr(log_v, log_1m_va, a3, b3), axis=-1)
         log_p = at.sum(beta_log_pdf_from_logs_expr(log_v, log_1m_v, 1.0, ALPHA0), axis=-1)
         f = function([am, bm, noise], [log_v, log_1m_v, log_q, log_p])
-    u = np.random.default_rng(8).random((len(a), samples, 2)) + 2.0 ** -54  # importance_noise
+    u = np.random.default_rng(8).random((len(a), samples, 2)) + 2.0 ** -54  # as the port draws u
     ref = f(a, b, u)
     fam = make("kumaraswamy")
     latent, lq, lp = fam.importance_sample(np.random.default_rng(8), {"a": a, "b": b}, samples)

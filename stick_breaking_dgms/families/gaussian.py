@@ -2,7 +2,7 @@ r"""Diagonal Gaussian posterior with a standard normal prior (the Gauss-VAE).
 
 :math:`\mu = h W_\mu`, :math:`\log\sigma = h W_\sigma`, :math:`z = \mu + \sigma\epsilon`,
 prior N(0, I), :math:`\mathrm{KL} = \sum_l \tfrac12(\mu_l^2 + \sigma_l^2 - 1) - \log\sigma_l`.
-The symbolic methods build exactly the graph of :class:`..latent.GaussianLatent`.
+The symbolic methods build the Gauss-VAE's graph of the original code.
 """
 import numpy as np
 

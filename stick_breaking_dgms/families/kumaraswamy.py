@@ -6,9 +6,10 @@ r"""Kumaraswamy posterior over the stick fractions, Beta(1, alpha0) prior (the S
 implicit clip); KL to Beta(1, alpha0) per :mod:`..distributions` (ten-term series and the
 series digamma by default, as the original).
 
-The symbolic methods build exactly the graph of :class:`..latent.StickBreakingLatent`
-(same functions, same weight order W_a, W_b, same noise), except that :meth:`sample`
-returns the fractions v, not the stick weights.
+The symbolic methods build exactly the original's graph (same functions, weight order
+W_a, W_b, same noise; tests/test_families.py checks it node for node), except that
+:meth:`sample` returns the fractions v; the stick weights are the construction's
+(:mod:`..latent`).
 """
 import math
 
@@ -114,7 +115,7 @@ class Kumaraswamy(LatentFamily):
                                              self.prior_beta, self.taylor_terms, self.digamma)
         if self.clip is not None:
             # The truncated series dips below 0 near the prior's (1, alpha0): with the safety
-            # option on, the floor keeps the optimiser from exploiting it (as StickBreakingLatent).
+            # option on, the floor keeps the optimiser from exploiting it.
             per_stick = at.maximum(per_stick, 0.0)
         return at.sum(per_stick, axis=1)
 
