@@ -1,6 +1,6 @@
 """Cost of checkpointing every epoch for the default SB-VAE (784-500-50) on MNIST.
 
-Runs the real Trainer (cli.build_task with default arguments) for N epochs with
+Runs the real Trainer (factory.build_task with the default configuration) for N epochs with
 --checkpoint-every 1 and reports, per epoch, the training time and the periodic
 checkpoint's time (Trainer.checkpoint_seconds), then times save_checkpoint() alone a few
 more times. Usage: python benchmarks/checkpoint_cost.py [epochs] [blas_threads]
@@ -15,14 +15,15 @@ threads = sys.argv[2] if len(sys.argv) > 2 else "1"
 
 from stick_breaking_dgms import backend, cli  # noqa: E402
 from stick_breaking_dgms.datasets import load_dataset  # noqa: E402
+from stick_breaking_dgms.factory import build_task  # noqa: E402
 from stick_breaking_dgms.runfiles import RunFiles  # noqa: E402
 from stick_breaking_dgms.training import Trainer  # noqa: E402
 
 backend.configure_blas_threads(threads if threads == "auto" else int(threads))
-_, args = cli.parse_args("sb_vae", ["--progress", "never", "--max-epoch", str(epochs)])
+_, args, args_config = cli.parse_args("sb_vae", ["--progress", "never", "--max-epoch", str(epochs)])
 data = load_dataset("mnist", seed=args.seed).astype("float32")
 t = time.time()
-task = cli.build_task("sb_vae", args, data, 1, 2)
+task = build_task(args_config, data)
 print(f"built in {time.time() - t:.1f}s", flush=True)
 with tempfile.TemporaryDirectory() as d:
     files = RunFiles(d, "stickBreaking_vae", "measure")

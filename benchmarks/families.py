@@ -34,15 +34,15 @@ def main(argv=None):
         p.error("--rounds, --block and --threads must be >= 1")
 
     from stick_breaking_dgms import backend, cli
+    from stick_breaking_dgms.factory import build_task
     from stick_breaking_dgms.datasets import load_dataset
     backend.set_blas_threads(opts.threads)
     data = load_dataset("mnist", seed=1234).astype("float32")
     tasks, compile_s = {}, {}
     for family in FAMILIES:
-        _, args = cli.parse_args("sb_vae", ["--posterior", family])
-        model_seed, label_seed = cli.derived_seeds(args.seed)
+        _, args, args_config = cli.parse_args("sb_vae", ["--posterior", family])
         t0 = time.perf_counter()
-        task = cli.build_task("sb_vae", args, data, model_seed, label_seed)
+        task = build_task(args_config, data)
         task.train_step(0)  # compiles
         compile_s[family] = time.perf_counter() - t0
         tasks[family] = task

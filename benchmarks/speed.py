@@ -115,11 +115,6 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else round(a / b, 4)
 
 
-def seeds(seed):
-    """(model_seed, label_seed) exactly as cli.main derives them."""
-    return tuple(int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
-
-
 def child_env(compiledir=None):
     """The user's environment, with ``compiledir`` replacing any in AESARA_FLAGS."""
     env = dict(ORIG_ENV)
@@ -235,7 +230,8 @@ def child_build(model):
     t_threads = time.perf_counter() - t0 - t_import
     from stick_breaking_dgms import cli, experiments
     from stick_breaking_dgms.datasets import load_dataset
-    _, args = cli.parse_args(model, [])
+    from stick_breaking_dgms.factory import build_task
+    _, args, args_config = cli.parse_args(model, [])
     t1 = time.perf_counter()
     data = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed).astype(args.floatX)
     t_data = time.perf_counter() - t1
@@ -250,7 +246,7 @@ def child_build(model):
 
     experiments.function = timed_function
     t2 = time.perf_counter()
-    cli.build_task(model, args, data, *seeds(args.seed))
+    build_task(args_config, data)
     t_build = time.perf_counter() - t2
     names = FUNCTION_NAMES[model]
     named = {(names[i] if i < len(names) else f"function{i}"): round(t, 3)
@@ -621,11 +617,12 @@ class profiling:
         return False
 
 
-def profiled_task(backend, cli, model, args, data):
+def profiled_task(backend, config, data):
     """The task compiled with profiling (call it inside ``profiling``)."""
+    from stick_breaking_dgms.factory import build_task
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "CVM does not support memory profiling"
-        task = cli.build_task(model, args, data, *seeds(args.seed))
+        task = build_task(config, data)
     # no profile dumps to stderr at exit
     pending = getattr(backend.aesara.compile.profiling, "_atexit_print_list", None)
     if isinstance(pending, list):
@@ -636,11 +633,11 @@ def profiled_task(backend, cli, model, args, data):
 PROFILE_THREADS = 1  # BLAS threads of the profiled runs: per-node times free of thread scheduling
 
 
-def roofline(backend, cli, model, args, data, mode, eval_fn_name):
+def roofline(backend, config, data, mode, eval_fn_name):
     """Profile the training and evaluation functions, time their sgemms, sum up."""
     with profiling(backend):
         t0 = time.perf_counter()
-        task = profiled_task(backend, cli, model, args, data)
+        task = profiled_task(backend, config, data)
         build_s = time.perf_counter() - t0
         backend.set_blas_threads(PROFILE_THREADS)
         train = task._train
@@ -793,6 +790,7 @@ def main(argv=None):
 
     from stick_breaking_dgms import backend, cli
     from stick_breaking_dgms.datasets import load_dataset
+    from stick_breaking_dgms.factory import build_task
     import scipy
     cache = os.path.join(backend.config.compiledir, "stick_breaking_dgms_blas_threads.json")
     try:
@@ -812,8 +810,8 @@ def main(argv=None):
     result["blas_threads_auto"] = auto
     log(f"BLAS threads chosen as the scripts do (auto): {auto} ({source}); sgemm 100x784x500 "
         f"now: {result['blas_threads_measured_now_ms']} ms by thread count")
-    _, vae_args = cli.parse_args("sb_vae", [])
-    _, dgm_args = cli.parse_args("sb_ssdgm", [])
+    _, vae_args, vae_args_config = cli.parse_args("sb_vae", [])
+    _, dgm_args, dgm_args_config = cli.parse_args("sb_ssdgm", [])
     data = load_dataset("mnist", data_dir=os.path.join(ROOT, "datasets"),
                         seed=vae_args.seed).astype("float32")
     result["dataset"] = data.describe()
@@ -825,7 +823,7 @@ def main(argv=None):
         # --- SB-VAE: steps, ours vs PyTorch, interleaved -------------------------------------
         phase("sb_vae: building the task (in-process, default compiledir)")
         t0 = time.perf_counter()
-        vae_task = cli.build_task("sb_vae", vae_args, data, *seeds(vae_args.seed))
+        vae_task = build_task(vae_args_config, data)
         vae["in_process_build_s"] = round(time.perf_counter() - t0, 2)
         vae["n_train_batches"] = vae_task.n_train_batches
         ours = OurSteps(backend, vae_task)
@@ -867,7 +865,7 @@ def main(argv=None):
         if "dgm" not in args.skip:
             phase("sb_ssdgm: building the task (in-process)")
             t0 = time.perf_counter()
-            dgm_task = cli.build_task("sb_ssdgm", dgm_args, data, *seeds(dgm_args.seed))
+            dgm_task = build_task(dgm_args_config, data)
             dgm["in_process_build_s"] = round(time.perf_counter() - t0, 2)
             dgm["n_train_batches"] = dgm_task.n_train_batches
             dgm["labelled_batch_size"] = dgm_task.labelled_batch_size
@@ -894,10 +892,10 @@ def main(argv=None):
         # --- roofline ----------------------------------------------------------------------
         if "roofline" not in args.skip:
             phase("sb_vae: roofline (profiled build, sgemm timings)")
-            vae["roofline"] = roofline(backend, cli, "sb_vae", vae_args, data, mode, "_eval")
+            vae["roofline"] = roofline(backend, vae_args_config, data, mode, "_eval")
             if "dgm" not in args.skip:
                 phase("sb_ssdgm: roofline")
-                dgm["roofline"] = roofline(backend, cli, "sb_ssdgm", dgm_args, data, mode,
+                dgm["roofline"] = roofline(backend, dgm_args_config, data, mode,
                                            "_errors")
         result["in_process_maxrss_mib"] = mib(peak_rss_kib())
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from stick_breaking_dgms import backend, cli
 from stick_breaking_dgms.checkpoints import CheckpointError, check_shapes, read_checkpoint
+from stick_breaking_dgms.config import MODELS
 from stick_breaking_dgms.datasets import load_dataset
+from stick_breaking_dgms.factory import build_task
 
 
 def subnormal_count(arrays):
@@ -29,7 +31,7 @@ def subnormal_count(arrays):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("model", choices=sorted(cli.MODELS))
+    p.add_argument("model", choices=sorted(MODELS))
     p.add_argument("checkpoint", help="a run's checkpoint (.h5) with its Adam state")
     p.add_argument("--steps", type=int, default=100, help="timed steps per round (100)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per state (3)")
@@ -37,13 +39,13 @@ def main(argv=None):
     opts = p.parse_args(argv)
 
     backend.configure_blas_threads(1)
-    _, args = cli.parse_args(opts.model, ["--data-dir", opts.data_dir])
+    _, args, args_config = cli.parse_args(opts.model, ["--data-dir", opts.data_dir])
     data = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed).astype(args.floatX)
     try:  # an unreadable file fails before the compile; shapes are checked after it
         groups, _ = read_checkpoint(opts.checkpoint, required_groups=("params", "optimizer"))
     except CheckpointError as e:
         p.error(str(e))
-    task = cli.build_task(opts.model, args, data, 1, 2)
+    task = build_task(args_config, data)
     variables = {"params": task.params, "optimizer": task.optimizer_state}
     try:
         for group, shared in variables.items():

@@ -5,8 +5,8 @@
 
 CHECKPOINT is a run's best-parameters file (``<prefix>_params_<args>.h5``) or its full
 checkpoint (``<prefix>_checkpoint_<args>.h5``; ``--weights`` picks its best or its last
-parameters). The model is rebuilt from the arguments stored in the file
-(:func:`.cli.build_model`), the parameters are loaded after checking their names and
+parameters). The model is rebuilt from the configuration stored in the file
+(:func:`.factory.rebuild_model`), the parameters are loaded after checking their names and
 shapes, and the split is classified with argmax q(y | x) -- the rule training used for
 early stopping and for its final test error, so on the test split of the training data
 this reproduces the error count of the run's final log line.
@@ -28,9 +28,10 @@ import time
 import numpy as np
 
 from . import __version__
-from .cli import MODELS, blas_threads, dataset_arg, nonnegative_int, positive_int
+from .argtypes import blas_threads, dataset_arg, positive_int, seed
+from .config import MODELS
 
-SEMI_SUPERVISED = tuple(m for m, spec in MODELS.items() if spec["semi"])
+SEMI_SUPERVISED = tuple(m for m, spec in MODELS.items() if spec.semi)
 OUTPUT_FORMATS = (".npz", ".csv")
 PREDICT_BATCH = 1000  # as the training task's evaluation: the same float32 products
 
@@ -55,7 +56,7 @@ def build_parser():
                    help="data set name or file; default: the one the model was trained on")
     p.add_argument("--data-dir", default=None,
                    help="where data files are looked for; default: the training run's")
-    p.add_argument("--seed", type=nonnegative_int, default=None,
+    p.add_argument("--seed", type=seed, default=None,
                    help="seed of the train/valid/test shuffle; default: the training run's")
     p.add_argument("--weights", default="best", choices=["best", "last"],
                    help="for a full checkpoint: the best epoch's parameters or the last "
@@ -92,16 +93,16 @@ def parse_args(argv=None):
 def load_classifier_checkpoint(path, weights="best"):
     """Read a checkpoint of a semi-supervised model.
 
-    Returns (model name, stored arguments as a Namespace, parameter arrays, description).
+    Returns (metadata, parameter arrays, description of the parameters).
     Raises :class:`ClassifyError` (or CheckpointError) naming ``path`` when it is unusable.
     """
     from .checkpoints import read_checkpoint
-    from .cli import args_from_meta
+    from .config import config_of_checkpoint
     groups, meta = read_checkpoint(path, required_groups=("params",))
-    model, args = args_from_meta(meta, path)
-    if model not in SEMI_SUPERVISED:
-        raise ClassifyError(f"{path}: a checkpoint of the {MODELS[model]['title']} ({model}), "
-                            f"which has no classifier; expected one of "
+    config = config_of_checkpoint(meta, path)
+    if not config.semi:
+        raise ClassifyError(f"{path}: a checkpoint of the {config.spec.title} "
+                            f"({config.model}), which has no classifier; expected one of "
                             f"{', '.join(SEMI_SUPERVISED)}")
     if "state" in meta:  # a full checkpoint: last parameters, and the best ones if any
         if weights == "last":
@@ -118,17 +119,16 @@ def load_classifier_checkpoint(path, weights="best"):
                                 f"parameters; use the run's _checkpoint_ file for "
                                 f"--weights last")
         params, what = groups["params"], f"best epoch ({meta.get('best_epoch')})"
-    if args.floatX not in ("float32", "float64"):
-        raise ClassifyError(f"{path}: stored floatX {args.floatX!r} is not float32 or float64")
-    return model, args, params, what
+    return meta, params, what
 
 
 def _load_data(args, stored):
     from .datasets import load_dataset
-    dataset = args.dataset if args.dataset is not None else stored.dataset
-    data_dir = args.data_dir if args.data_dir is not None else stored.data_dir
+    d = stored.data
+    dataset = args.dataset if args.dataset is not None else d.dataset
+    data_dir = args.data_dir if args.data_dir is not None else d.data_dir
     seed = args.seed if args.seed is not None else stored.seed
-    options = {} if stored.likelihood is None else {"likelihood": stored.likelihood}
+    options = {} if d.likelihood is None else {"likelihood": d.likelihood}
     return load_dataset(dataset, data_dir=data_dir, seed=seed, **options)
 
 
@@ -175,35 +175,22 @@ def write_predictions(path, predicted, probs, labels, info, force=False):
 
 def run(args):
     """Classify as ``args`` say; return the exit code. Raises ClassifyError, CheckpointError."""
-    model_name, stored, params, what = load_classifier_checkpoint(args.checkpoint, args.weights)
-    from .backend import floatX_as
-    with floatX_as(stored.floatX):  # the parameters' and graphs' dtype, as in training
-        return _run(args, model_name, stored, params, what)
-
-
-def _run(args, model_name, stored, params, what):
     started = time.time()
+    meta, params, what = load_classifier_checkpoint(args.checkpoint, args.weights)
     from . import backend
-    from .checkpoints import check_shapes
-    from .cli import build_model, model_seed_of, n_classes_of
-    from .datasets import DatasetError
+    from .factory import rebuild_model
     backend.configure_blas_threads(args.blas_threads)
     # The model is checked against the file before the data are loaded (fail fast). Its
     # input size comes from the first weight matrix (compared with the data below); the
     # likelihood does not enter q(y | x), the stored one or Bernoulli serves.
-    if "encoder/0/W" not in params or np.ndim(params["encoder/0/W"]) != 2:
-        raise ClassifyError(f"{args.checkpoint}: no encoder/0/W matrix among the parameters")
-    n_in_model = params["encoder/0/W"].shape[0]
-    try:
-        net = build_model(model_name, stored, n_in_model, stored.likelihood or "bernoulli",
-                          model_seed_of(stored), n_classes=n_classes_of(params))
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        raise ClassifyError(f"{args.checkpoint}: cannot rebuild the model from the stored "
-                            f"arguments: {type(e).__name__}: {e}") from None
-    expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
-    check_shapes(args.checkpoint, params, expected)
-    for name, var in net.params.items():
-        var.set_value(np.asarray(params[name], dtype=var.dtype))
+    stored, net = rebuild_model(args.checkpoint, meta, params)
+    with backend.floatX_as(stored.floatX):  # the graphs' dtype, as in training
+        return _classify(args, started, stored, net, what)
+
+
+def _classify(args, started, stored, net, what):
+    from .datasets import DatasetError
+    n_in_model = net.n_in
     try:
         data = _load_data(args, stored)
     except DatasetError as e:
@@ -212,7 +199,7 @@ def _run(args, model_name, stored, params, what):
         raise ClassifyError(f"{args.checkpoint}: the model takes {n_in_model} inputs, the data "
                             f"set {data.name} has {data.n_in} dimensions")
     x, y = data.split(args.split)
-    print(f"{MODELS[model_name]['title']}, {what} parameters, from {args.checkpoint}",
+    print(f"{stored.spec.title}, {what} parameters, from {args.checkpoint}",
           flush=True)
     print(f"Data: {data.describe()} (from {data.source}); classifying the {args.split} split "
           f"({len(x):,} examples)", flush=True)
@@ -224,7 +211,7 @@ def _run(args, model_name, stored, params, what):
         print(f"the {args.split} split has no labels: no error rate", flush=True)
     if args.output is not None:
         info = dict(split=args.split, checkpoint=os.path.abspath(args.checkpoint),
-                    model=model_name, weights=what, package_version=__version__)
+                    model=stored.model, weights=what, package_version=__version__)
         write_predictions(args.output, predicted, probs, y, info, force=args.force)
         print(f"Predictions written to {args.output}", flush=True)
     print(f"({time.time() - started:.1f}s)", flush=True)

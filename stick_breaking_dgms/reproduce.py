@@ -39,8 +39,8 @@ import time
 import numpy as np
 
 from . import __version__
-from .cli import (blas_threads, derived_seeds, family_options, nonnegative_int, positive_float,
-                  positive_int)
+from .argtypes import blas_threads, nonnegative_int, positive_float, positive_int
+from .config import MODELS, derived_seeds
 from .fileio import write_text
 from .report import VAE_MODELS, build_cells, format_number, render_report
 
@@ -211,9 +211,9 @@ def git_commit():
         return None
 
 
-def label_percent(args):
-    """Percentage of labelled training examples of a semi-supervised run's arguments."""
-    return int(round(100 * (1.0 - float(args.label_drop_percentage))))
+def label_percent(config):
+    """Percentage of labelled training examples of a semi-supervised run's configuration."""
+    return int(round(100 * (1.0 - float(config.training.label_drop_percentage))))
 
 
 def label_seed_of(seed):
@@ -225,13 +225,13 @@ def label_seed_of(seed):
 
 def train_runs(opts):
     """Run the training scripts for ``--train``; return the best-parameters files made."""
-    from . import cli
+    from . import cli  # the training scripts' command lines, with --train-args
     from .evaluation.loading import find_checkpoints
     made = []
     for model in opts.train:
-        spec = cli.MODELS[model]
+        spec = MODELS[model]
         variants = ([["--label-drop-percentage", f"{1 - p / 100:.2f}"] for p in opts.labels]
-                    if spec["semi"] else [[]])
+                    if spec.semi else [[]])
         for variant in variants:
             argv = (["--dataset", opts.dataset, "--data-dir", opts.data_dir,
                      "--max-epoch", str(opts.max_epoch), "--experiment-dir", opts.experiment_dir,
@@ -241,7 +241,7 @@ def train_runs(opts):
             _log(f"== training {model}: {' '.join(shlex.quote(a) for a in argv)}")
             started = time.time()
             code = cli.main(model, argv)
-            params = [p for p in _params_files(opts.experiment_dir, spec["prefix"])
+            params = [p for p in _params_files(opts.experiment_dir, spec.prefix)
                       if os.path.getmtime(p) >= started - 1]
             if not params:
                 raise ReproduceError(f"training {model} (exit code {code}) left no "
@@ -297,16 +297,18 @@ class Evaluation:
         seen = {}
         for path in paths:
             lm = load_model(path)
+            net = lm.config.network
             info = {"path": os.path.abspath(path), "model": lm.model, "name": lm.name,
-                    "dataset": lm.dataset, "seed": int(lm.args.seed), "best_epoch": lm.meta.get("best_epoch"),
+                    "dataset": lm.dataset, "seed": lm.config.seed,
+                    "best_epoch": lm.meta.get("best_epoch"),
                     "best_valid_score": lm.meta.get("best_score"),
                     "latent_size": lm.latent_size, "floatX": lm.floatX,
-                    "hidden": f"{lm.args.nb_hidden_layers} x {lm.args.hidden_size} "
-                              f"{lm.args.hidden_type} {lm.args.activation_type}"}
+                    "hidden": f"{net.nb_hidden_layers} x {net.hidden_size} "
+                              f"{net.hidden_type} {net.activation_type}"}
             if lm.semi:
-                info["labels_percent"] = label_percent(lm.args)
+                info["labels_percent"] = label_percent(lm.config)
             info["posterior"] = lm.family.name
-            info.update(family_options(lm.family.name, lm.args))
+            info.update(lm.config.latent.options())
             info["run"] = run_status(path)
             key = (lm.name, lm.dataset) if not lm.semi else None
             if key is not None and key in seen:
@@ -347,7 +349,7 @@ class Evaluation:
     def likelihood(self):
         from .evaluation.likelihood import importance_sampled_log_likelihood, summarize
         for lm in self.vaes():
-            data = self.data(lm.dataset, lm.args.seed)
+            data = self.data(lm.dataset, lm.config.seed)
             x, _ = self.test_split(data)
             progress = self.progress(f"importance sampling {lm.name} (S={self.opts.samples})",
                                      len(x))
@@ -378,7 +380,7 @@ class Evaluation:
         ks = sorted(set(self.opts.knn_k))
         done_pixels = set()
         for lm in self.vaes():
-            data = self.data(lm.dataset, lm.args.seed)
+            data = self.data(lm.dataset, lm.config.seed)
             if data.train_y is None:
                 self.results["notes"].append(f"{lm.dataset}: no labels, no kNN")
                 continue
@@ -434,7 +436,7 @@ class Evaluation:
         from .evaluation.knn import knn_errors
         runs = {}
         for lm in self.semis():
-            data = self.data(lm.dataset, lm.args.seed)
+            data = self.data(lm.dataset, lm.config.seed)
             x_test, y_test = self.test_split(data)
             started = time.time()
             probs = lm.label_probs(x_test)
@@ -459,7 +461,7 @@ class Evaluation:
                 "runs": rs, "mean": float(errs.mean()),
                 "std": float(errs.std(ddof=1)) if len(errs) > 1 else None, "n_runs": len(rs)}
         # the kNN (k = 5) pixel baseline with the same fraction of labels
-        datasets = sorted({(m.dataset, int(m.args.seed)) for m in self.models})
+        datasets = sorted({(m.dataset, m.config.seed) for m in self.models})
         for dataset, seed in datasets:
             data = self.data(dataset, seed)
             if data.train_y is None:
@@ -524,7 +526,7 @@ class Evaluation:
             path = os.path.join(fig_dir, f"latent_usage_{dataset}.png")
             figures.latent_usage(panels, path)
             made[f"latent_usage_{dataset}"] = path
-            data = self.data(dataset, lms[0].args.seed)
+            data = self.data(dataset, lms[0].config.seed)
             if data.image_shape is None:
                 continue
             for lm in lms:
@@ -548,7 +550,7 @@ class Evaluation:
 
     def _mean_stick_weight(self, lm):
         from .evaluation.latent_usage import mean_weight_per_dimension
-        data = self.data(lm.dataset, lm.args.seed)
+        data = self.data(lm.dataset, lm.config.seed)
         x, _ = self.test_split(data)
         _, means = lm.codes(x, np.random.default_rng(self.opts.seed))
         return mean_weight_per_dimension(means)

@@ -25,6 +25,18 @@ from .fileio import remove_stale_temporaries
 
 FINISHED = ("finished", "nan")
 
+# Values that name a run as in the original (its flags but --experiment-dir, --lookahead,
+# --max-epoch), by their flat names (:meth:`.config.ExperimentConfig.flat`) ...
+ORIGINAL_NAME_KEYS = ("activation_type", "alpha0", "batch_size", "dataset", "hidden_size",
+                      "hidden_type", "learning_rate", "nb_hidden_layers", "skip",
+                      "truncation_level", "latent_size", "label_drop_percentage",
+                      "supervised_weight")
+# ... and ours, which enter the name only when they differ from their defaults.
+EXTRA_NAME_KEYS = ("seed", "posterior", "logit_prior", "kl_taylor_terms", "digamma", "floatX",
+                   "likelihood", "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
+# A checkpoint resumes only a run whose configuration agrees on all of them.
+IDENTITY_KEYS = ORIGINAL_NAME_KEYS + EXTRA_NAME_KEYS
+
 
 class RunLock:
     """An exclusive ``flock`` on a run's lock file, released when the process ends.
@@ -110,6 +122,17 @@ class RunFiles:
     def remove_stale_temporaries(self):
         """Delete temporary files a killed process left (call only while holding the lock)."""
         return remove_stale_temporaries(self.all_paths())
+
+
+def run_name_of(config):
+    """The run name of an :class:`~.config.ExperimentConfig`, as the original scripts
+    name it from their arguments (unchanged for every command of earlier versions)."""
+    from .config import ExperimentConfig
+    flat = config.flat()
+    defaults = ExperimentConfig(config.model).flat()
+    keys = [k for k in ORIGINAL_NAME_KEYS if k in flat]
+    extra = [k for k in EXTRA_NAME_KEYS if k in flat]
+    return run_name(flat, keys + extra, {k: defaults[k] for k in extra})
 
 
 def run_name(args, identity_keys, defaults):

@@ -66,35 +66,33 @@ def test_bad_values_fail_at_parsing_with_exit_code_2(model, argv, flag, capsys):
 def test_a_family_flag_with_another_family_says_whose_it_is(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args("sb_vae", ["--posterior", "gamma", "--kl-taylor-terms", "3"])
-    assert "applies to --posterior kumaraswamy, not to --posterior gamma" in \
+    assert "--kl-taylor-terms: applies to posterior kumaraswamy, not to posterior gamma" in \
         capsys.readouterr().err
 
 
 def test_posterior_and_its_prior_name_a_run_only_when_not_the_default():
-    from stick_breaking_dgms.runfiles import run_name
-    defaults = cli.defaults_of("sb_vae")
-    keys = [k for k in cli.ORIGINAL_NAME_KEYS + cli.EXTRA_NAME_KEYS if k in defaults]
-    extra = {k: defaults[k] for k in cli.EXTRA_NAME_KEYS if k in defaults}
+    from stick_breaking_dgms.runfiles import run_name_of
 
     def name(argv):
-        return run_name(vars(cli.parse_args("sb_vae", argv)[1]), keys, extra)
+        return run_name_of(cli.parse_args("sb_vae", argv)[2])
     assert "posterior" not in name([]) and "prior" not in name([])
     assert name([]) == name(["--posterior", "kumaraswamy"])  # existing runs keep their names
     assert "posterior_gamma" in name(["--posterior", "gamma"])
     assert name(["--posterior", "gauss-logit"]) != name(["--posterior", "gauss-logit",
                                                          "--logit-prior", "0,1"])
     # a negative mean needs the = form, as any argparse value starting with '-'
-    _, args = cli.parse_args("sb_vae", ["--posterior", "gauss-logit", "--logit-prior=-1.6,1"])
+    _, args, config = cli.parse_args("sb_vae", ["--posterior", "gauss-logit",
+                                                "--logit-prior=-1.6,1"])
     assert args.logit_prior == (-1.6, 1.0)
-    assert cli.family_options("gauss-logit", args) == {"alpha0": 5.0, "prior": (-1.6, 1.0)}
+    assert config.latent.options() == {"alpha0": 5.0, "prior": (-1.6, 1.0)}
 
 
 def test_a_relative_dataset_path_is_also_looked_for_in_the_data_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mine.npz").write_bytes(b"")  # parsing only checks that it exists
-    _, args = cli.parse_args("sb_vae", ["--dataset", "mine.npz", "--data-dir", "data"])
-    assert args.dataset == "mine.npz"
+    _, args, config = cli.parse_args("sb_vae", ["--dataset", "mine.npz", "--data-dir", "data"])
+    assert args.dataset == config.data.dataset == "mine.npz"
     with pytest.raises(SystemExit) as exc:
         cli.parse_args("sb_vae", ["--dataset", "mine.npz", "--data-dir", "elsewhere"])
     assert exc.value.code == 2

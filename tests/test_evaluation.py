@@ -211,7 +211,7 @@ def linear_gaussian():
     _set(net, "decoder/1/b", c)
     x = rng.multivariate_normal(c, np.eye(d) + A.T @ A, size=200)
     true = multivariate_normal(c, np.eye(d) + A.T @ A).logpdf(x)
-    return LoadedModel(None, "gauss_vae", net, None, {}, "float32"), x, true, w_mu, w_sigma
+    return LoadedModel(None, net, "gauss_vae"), x, true, w_mu, w_sigma
 
 
 def test_importance_sampling_is_exact_with_the_exact_posterior(linear_gaussian):
@@ -285,7 +285,7 @@ def test_stick_breaking_importance_sampling_matches_numerical_integration(family
         return math.log(integrate.quad(f, 0, 1, epsabs=0, epsrel=1e-10, limit=200)[0])
 
     true = np.array([true_log_px(xx) for xx in x])
-    lm = LoadedModel(None, "sb_vae", net, None, {}, "float32")
+    lm = LoadedModel(None, net, "sb_vae")
     res = importance_sampled_log_likelihood(lm, x, samples=2000, seed=5)
     diff = res["log_px"] - true
     assert np.all(np.abs(diff) < 4 * res["mc_se"])
@@ -314,7 +314,7 @@ def test_stick_breaking_weights_average_to_one():
     b = np.array([1.0, 2.0, 5.0, 1.5, 3.0])
     _set(net, "latent/W_a", np.tile(inv_softplus(a) / h, (h, 1)))
     _set(net, "latent/W_b", np.tile(inv_softplus(b) / h, (h, 1)))
-    lm = LoadedModel(None, "sb_vae", net, None, {}, "float32")
+    lm = LoadedModel(None, net, "sb_vae")
     x = np.random.default_rng(0).random((8, d))
     res = importance_sampled_log_likelihood(lm, x, samples=3000, seed=3)
     diff = res["log_px"] + d * math.log(2)
@@ -339,29 +339,33 @@ def test_importance_draws_are_uniform_on_the_whole_open_interval():
     assert kstest(v.ravel(), "uniform").pvalue > 1e-3
 
 def test_a_trained_model_is_rebuilt_with_its_training_seed(tmp_path):
-    """load_model (reproduce) and classify rebuild a model from its stored arguments with
-    the seed training used (so both agree); a stored seed that is not an integer is a
-    clear CheckpointError naming --seed."""
+    """load_model (reproduce) and classify rebuild a model from its stored configuration
+    with the seed training used (so both agree), from this version's checkpoints (which
+    store the configuration) and earlier ones (which stored the flags); a stored seed
+    that is not an integer is a clear CheckpointError naming the seed."""
     from stick_breaking_dgms import cli
     from stick_breaking_dgms.checkpoints import CheckpointError, write_checkpoint
+    from stick_breaking_dgms.config import derived_seeds
     from stick_breaking_dgms.evaluation.loading import load_model
-    _, args = cli.parse_args("gauss_vae", ["--hidden-size", "3", "--latent-size", "2",
-                                           "--seed", "77"])
-    seed = cli.model_seed_of(args)
-    assert seed == cli.derived_seeds(77)[0]
-    net = cli.build_model("gauss_vae", args, 5, "bernoulli", seed)
+    from stick_breaking_dgms.factory import build_model
+    _, args, config = cli.parse_args("gauss_vae", ["--hidden-size", "3", "--latent-size", "2",
+                                                   "--seed", "77"])
+    assert config.model_seed == derived_seeds(77)[0]
+    net = build_model(config, 5, "bernoulli")
     params = {n: v.get_value() for n, v in net.params.items()}
-    meta = {"model": "gauss_vae", "args": vars(args)}
-    path = str(tmp_path / "p.h5")
-    write_checkpoint(path, {"params": params}, meta)
-    lm = load_model(path)
-    # the same seed gives the same initial weights: every parameter equals the stored one
-    # even before loading, and the random stream starts where training's started
-    fresh = cli.build_model("gauss_vae", lm.args, 5, "bernoulli", cli.model_seed_of(lm.args))
-    for n, v in fresh.params.items():
-        np.testing.assert_array_equal(v.get_value(), params[n])
+    for name, meta in [("new", {"model": "gauss_vae", "config": config.to_dict()}),
+                       ("old", {"model": "gauss_vae", "args": vars(args)})]:
+        path = str(tmp_path / f"{name}.h5")
+        write_checkpoint(path, {"params": params}, meta)
+        lm = load_model(path)
+        assert lm.config == config
+        # the same seed gives the same initial weights: every parameter equals the stored
+        # one even before loading, and the random stream starts where training's started
+        fresh = build_model(lm.config, 5, "bernoulli")
+        for n, v in fresh.params.items():
+            np.testing.assert_array_equal(v.get_value(), params[n])
     bad = str(tmp_path / "bad.h5")
     write_checkpoint(bad, {"params": params}, {"model": "gauss_vae",
                                                "args": {**vars(args), "seed": "abc"}})
-    with pytest.raises(CheckpointError, match="--seed"):
+    with pytest.raises(CheckpointError, match="seed: expected an integer"):
         load_model(bad)

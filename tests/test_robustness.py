@@ -71,10 +71,11 @@ def _reset(task, snap):
 def tasks(small_mnist):
     """One compiled task per NaN policy, with their initial state to reset between tests."""
     from stick_breaking_dgms import cli
+    from stick_breaking_dgms.factory import build_task
     out = {}
     for policy in ("stop", "skip-batch"):
-        _, args = cli.parse_args("sb_vae", SMALL + ["--on-nan", policy])
-        task = cli.build_task("sb_vae", args, small_mnist, 11, 12)
+        _, _, config = cli.parse_args("sb_vae", SMALL + ["--on-nan", policy])
+        task = build_task(config, small_mnist)
         out[policy] = (task, _snapshot(task))
     return out
 
@@ -349,9 +350,10 @@ def test_clip_kumaraswamy_flag_reaches_the_posterior_and_the_kl():
     stay in the box and every stick's KL is >= 0 (the model's own posterior and KL)."""
     from stick_breaking_dgms import cli
     from stick_breaking_dgms.backend import at, function
-    _, args = cli.parse_args("sb_vae", ["--clip-kumaraswamy", "0.25,15", "--hidden-size", "4",
-                                        "--truncation-level", "6"])
-    net = cli.build_model("sb_vae", args, 784, "bernoulli", 0)
+    from stick_breaking_dgms.factory import build_model
+    _, _, config = cli.parse_args("sb_vae", ["--clip-kumaraswamy", "0.25,15", "--hidden-size",
+                                             "4", "--truncation-level", "6"])
+    net = build_model(config, 784, "bernoulli")
     rng = np.random.default_rng(0)
     net.latent.family.W_a.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
     net.latent.family.W_b.set_value(rng.normal(0, 30, (4, 5)).astype("float32"))
@@ -365,7 +367,7 @@ def test_clip_kumaraswamy_flag_reaches_the_posterior_and_the_kl():
     assert a.min() >= 0.25 and a.max() <= 15 and b.min() >= 0.25 and b.max() <= 15
     assert (a == 0.25).any() and (a == 15).any()  # the encoder really hit both bounds
     assert np.all(np.isfinite(kl)) and np.all(kl >= 0)
-    _, off = cli.parse_args("sb_vae", [])
+    _, off, _ = cli.parse_args("sb_vae", [])
     assert off.clip_kumaraswamy is None  # off by default, as the original
 
 

@@ -515,7 +515,8 @@ def test_classify_refuses_a_vae_checkpoint_and_mismatched_shapes(short_run, tmp_
     assert classify.main([str(anonymous)]) == 1
     assert str(anonymous) in capsys.readouterr().err
     wrong = tmp_path / "wrong_shapes.h5"
-    write_checkpoint(wrong, groups, dict(meta, args=dict(meta["args"], latent_size=30)))
+    config = dict(meta["config"], latent=dict(meta["config"]["latent"], size=30))
+    write_checkpoint(wrong, groups, dict(meta, config=config))
     assert classify.main([str(wrong)]) == 1
     err = capsys.readouterr().err
     assert str(wrong) in err and "shape" in err

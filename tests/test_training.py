@@ -74,9 +74,10 @@ def test_checkpoint_reloads_to_identical_parameters(short_run, mnist):
         np.testing.assert_array_equal(value, groups["best"][name])
         np.testing.assert_array_equal(value, groups["params"][name])
     # a fresh model restored from the checkpoint holds exactly these arrays
-    parser, args = cli.parse_args("sb_vae", ARGS)
+    _, _, config = cli.parse_args("sb_vae", ARGS)
+    from stick_breaking_dgms.factory import build_task
     from stick_breaking_dgms.training import Trainer, rng_states
-    task = cli.build_task("sb_vae", args, mnist.astype("float32"), 1, 2)
+    task = build_task(config, mnist.astype("float32"))
     trainer = Trainer(task, files, {}, 3, 100)
     trainer.restore(groups, meta)
     for name, var in task.params.items():

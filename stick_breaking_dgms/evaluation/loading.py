@@ -13,13 +13,13 @@ computed in float64 from the encoder's last hidden layer, so that a Kumaraswamy 
 """
 import glob
 import os
-import re
 
 import h5py
 import numpy as np
 
-from ..checkpoints import CheckpointError, check_shapes, read_checkpoint
-from ..cli import MODELS, args_from_meta, build_model, model_seed_of, n_classes_of
+from ..checkpoints import CheckpointError, read_checkpoint
+from ..config import MODELS
+from ..factory import rebuild_model
 
 FLOAT64 = "float64"
 
@@ -97,36 +97,30 @@ def find_checkpoints(paths):
     return unique
 
 
-def _likelihood_from_meta(meta, args):
-    if getattr(args, "likelihood", None):
-        return args.likelihood
-    match = re.search(r"(bernoulli|gaussian) likelihood", str(meta.get("dataset", "")))
-    return match.group(1) if match else "bernoulli"
-
-
 class LoadedModel:
     """A trained network with lazily compiled evaluation functions.
 
-    Attributes: ``path``, ``model`` (``sb_vae``, ...), ``net``, ``args`` (Namespace),
-    ``meta``, ``floatX``, ``family`` (the posterior family, :mod:`..families`),
+    Attributes: ``path``, ``model`` (``sb_vae``, ...), ``net``, ``floatX``, ``config``
+    (:class:`~stick_breaking_dgms.config.ExperimentConfig`, for a model from a file),
+    ``meta``, ``family`` (the posterior family, :mod:`..families`),
     ``construction`` (``"stick-breaking"`` or ``"gaussian"``), ``semi``, ``name`` (the
     model as the paper's tables name it: ``sb_vae`` for the Kumaraswamy family,
     ``gamma_sb_vae`` for the Gamma family, ...).
     """
 
-    def __init__(self, path, model, net, args, meta, floatX):
-        self.path, self.model, self.net, self.args, self.meta = path, model, net, args, meta
-        self.floatX = floatX
+    def __init__(self, path, net, model, floatX="float32", config=None, meta=None):
+        self.path, self.net, self.model, self.floatX = path, net, model, floatX
+        self.config, self.meta = config, {} if meta is None else meta
         self.family = net.latent.family
         self.construction = net.latent.construction
         # the name the paper's tables use: sb_vae, gamma_sb_vae, gauss_logit_sb_vae, ...
         self.name = self.family.model_prefix + model
-        self.semi = MODELS[model]["semi"]
+        self.semi = MODELS[model].semi
         self._functions = {}
 
     @property
     def dataset(self):
-        return self.args.dataset
+        return self.config.data.dataset
 
     @property
     def latent_size(self):
@@ -222,24 +216,5 @@ def load_model(path, n_in=None, likelihood=None):
     unsound or its parameters do not fit the model built from its arguments.
     """
     groups, meta = read_checkpoint(path, required_groups=("params",))
-    model, args = args_from_meta(meta, path)
-    params = groups["params"]
-    if n_in is None:
-        if "encoder/0/W" not in params:
-            raise CheckpointError(f"{path}: no 'encoder/0/W' parameter")
-        n_in = int(params["encoder/0/W"].shape[0])
-    likelihood = likelihood or _likelihood_from_meta(meta, args)
-    floatX = getattr(args, "floatX", "float32")
-    from ..backend import floatX_as
-    try:
-        seed = model_seed_of(args)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: the stored --seed {getattr(args, 'seed', None)!r} is "
-                              f"not an integer >= 0") from None
-    with floatX_as(floatX):
-        net = build_model(model, args, n_in, likelihood, seed, n_classes=n_classes_of(params))
-    expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
-    check_shapes(path, params, expected)
-    for name, var in net.params.items():
-        var.set_value(np.asarray(params[name], dtype=var.dtype))
-    return LoadedModel(path, model, net, args, meta, floatX)
+    config, net = rebuild_model(path, meta, groups["params"], n_in, likelihood)
+    return LoadedModel(path, net, config.model, config.floatX, config, meta)

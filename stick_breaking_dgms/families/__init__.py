@@ -15,12 +15,13 @@ importing the symbolic backend; the classes are imported on first use.
 """
 import importlib
 
-# name: (module, class, construction)
+# name: (module, class, construction, the constructor's options)
 REGISTRY = {
-    "kumaraswamy": ("kumaraswamy", "Kumaraswamy", "stick-breaking"),
-    "gauss-logit": ("gauss_logit", "GaussLogit", "stick-breaking"),
-    "gamma": ("gamma", "Gamma", "stick-breaking"),
-    "gaussian": ("gaussian", "Gaussian", "gaussian"),
+    "kumaraswamy": ("kumaraswamy", "Kumaraswamy", "stick-breaking",
+                    ("alpha0", "taylor_terms", "digamma", "clip")),
+    "gauss-logit": ("gauss_logit", "GaussLogit", "stick-breaking", ("prior", "alpha0")),
+    "gamma": ("gamma", "Gamma", "stick-breaking", ("alpha0",)),
+    "gaussian": ("gaussian", "Gaussian", "gaussian", ()),
 }
 FAMILY_CHOICES = tuple(REGISTRY)
 
@@ -37,14 +38,20 @@ def construction_of(name):
     return REGISTRY[_check(name)][2]
 
 
+def options_of(name):
+    """The keyword options the family's constructor takes (names of
+    :class:`~stick_breaking_dgms.config.LatentConfig` fields)."""
+    return REGISTRY[_check(name)][3]
+
+
 def families_of(construction):
     """The names of the families with this construction, in registry order."""
-    return tuple(n for n, (_, _, c) in REGISTRY.items() if c == construction)
+    return tuple(n for n, (_, _, c, _) in REGISTRY.items() if c == construction)
 
 
 def get_family(name):
     """The family class registered as ``name`` (one of :data:`FAMILY_CHOICES`)."""
-    module, cls, _ = REGISTRY[_check(name)]
+    module, cls, _, _ = REGISTRY[_check(name)]
     return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
@@ -57,7 +64,7 @@ def __getattr__(attr):
     first use (they import the symbolic backend)."""
     if attr == "FAMILIES":
         return {name: get_family(name) for name in REGISTRY}
-    for name, (_, cls, _) in REGISTRY.items():
+    for name, (_, cls, _, _) in REGISTRY.items():
         if attr == cls:
             return get_family(name)
     if attr in _LAZY:
@@ -67,4 +74,4 @@ def __getattr__(attr):
 
 __all__ = ["CONSTRUCTIONS", "FAMILIES", "FAMILY_CHOICES", "Gamma", "GaussLogit", "Gaussian",
            "Kumaraswamy", "LatentFamily", "REGISTRY", "construction_of", "families_of",
-           "get_family", "knowles_ks_distance", "matched_prior"]
+           "get_family", "knowles_ks_distance", "matched_prior", "options_of"]

@@ -1,0 +1,173 @@
+"""Training from Python: what the scripts do, given a configuration instead of flags.
+
+>>> from stick_breaking_dgms.api import train                          # doctest: +SKIP
+>>> from stick_breaking_dgms.config import ExperimentConfig, LatentConfig
+>>> cfg = ExperimentConfig("sb_vae", latent=LatentConfig("gamma"))     # doctest: +SKIP
+>>> code = train(cfg, experiment_dir="runs")                           # doctest: +SKIP
+
+:func:`train` loads the data, names the run from the configuration as the original
+scripts name it, resumes an unfinished run of the same configuration from its
+checkpoint (bit-identically) or starts a new one, trains until early stopping and writes
+the run's files (:mod:`.runfiles`). Configuration that does not fit the data (a batch
+larger than the training set, labels the split cannot draw) raises
+:class:`~.config.ConfigError`; unusable data :class:`~.datasets.DatasetError`; a
+checkpoint that cannot be resumed :class:`~.checkpoints.CheckpointError`.
+"""
+import json
+import os
+import sys
+import time
+
+from . import __version__
+from .checkpoints import CheckpointError
+from .config import ConfigError, config_of_checkpoint
+from .runfiles import IDENTITY_KEYS, resolve_run, run_name_of
+
+
+def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="auto",
+          progress="auto", out=None):
+    """Train (or resume) the run of ``config`` in ``experiment_dir``; return the exit code.
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    experiment_dir : str
+        Where the run's files go (created if missing).
+    resume : {"auto", "resume", "new"}
+        auto: resume the unfinished run of this configuration if there is one; resume:
+        require one; new: always start a new run (with a counter in its name).
+    blas_threads : int or "auto"
+        OpenBLAS threads (auto: one, or the count measured fastest on this machine; a
+        resumed run keeps the count it ran with, so its results stay bit-identical).
+    progress : {"auto", "always", "never"}
+        The live progress line (auto: when stderr is a terminal).
+    out : file, optional
+        Where messages go (default: the current ``sys.stdout``).
+
+    Returns
+    -------
+    int
+        0 when training ended normally; 1 on a NaN with ``on_nan="stop"``; 128 + the
+        signal number when Ctrl-C or SIGTERM stopped it (its state saved).
+    """
+    out = sys.stdout if out is None else out
+    started = time.time()
+    from . import backend
+    backend.set_floatX(config.floatX)
+    threads = backend.configure_blas_threads(blas_threads)
+    from .datasets import load_dataset
+    print(f"stick_breaking_dgms {__version__} on Aesara {backend.version} "
+          f"(floatX {config.floatX}, BLAS: {backend.blas_library() or 'NumPy C-API fallback'}, "
+          f"{threads} thread{'s' if threads != 1 else ''})", file=out, flush=True)
+    d = config.data
+    options = {} if d.likelihood is None else {"likelihood": d.likelihood}
+    data = load_dataset(d.dataset, data_dir=d.data_dir, seed=config.seed, **options)
+    check_fits(config, data)
+    print("Dataset:", data.describe(), f"(from {data.source})", file=out, flush=True)
+    data = data.astype(config.floatX)
+
+    os.makedirs(experiment_dir, exist_ok=True)
+    files, checkpoint = resolve_run(experiment_dir, config.spec.prefix, run_name_of(config),
+                                    resume)
+    try:  # the run's lock is held from here on
+        return _train(config, data, files, checkpoint, threads, blas_threads, progress,
+                      started, backend, out)
+    finally:
+        files.lock.release()
+
+
+def check_fits(config, data):
+    """Raise ConfigError when the configuration cannot train on ``data``, before any file
+    is touched (labels the semi-supervised model needs, a batch larger than the data)."""
+    from .datasets import DatasetError
+    t = config.training
+    if t.batch_size > len(data.train_x):
+        raise ConfigError("batch_size", f"{t.batch_size} is larger than the training set "
+                                        f"({len(data.train_x)} examples)")
+    if config.semi:
+        if any(y is None for y in (data.train_y, data.valid_y, data.test_y)):
+            raise DatasetError(f"{data.source or data.name}: the semi-supervised model needs "
+                               f"labels for every split (an integer array 'y', or train_y / "
+                               f"valid_y / test_y); this data set has none")
+        if data.n_classes < 2:
+            raise DatasetError(f"{data.source or data.name}: the labels take "
+                               f"{data.n_classes} value; the classifier needs at least 2 "
+                               f"classes")
+        from .experiments import LabelSplitError, split_labels
+        try:
+            split_labels(len(data.train_x), t.label_drop_percentage, t.batch_size,
+                         config.label_seed)
+        except LabelSplitError as e:
+            raise ConfigError("label_drop_percentage", str(e)) from None
+
+
+def _identity_mismatch(stored, config):
+    """The run-defining values on which a checkpoint's configuration and ``config`` differ."""
+    mine, theirs = config.flat(), stored.flat()
+    differ = []
+    for key in IDENTITY_KEYS:
+        if key not in mine:
+            continue
+        a, b = json.loads(json.dumps(theirs.get(key))), json.loads(json.dumps(mine[key]))
+        if a != b:
+            differ.append(f"{key} {theirs.get(key, '(absent)')!r} in the checkpoint, "
+                          f"{mine[key]!r} now")
+    return differ
+
+
+def _train(config, data, files, checkpoint, threads, blas_threads, progress, started,
+           backend, out):
+    from .factory import build_task
+    from .runfiles import load_latest_checkpoint
+    from .training import Trainer
+    print("... building the model", file=out, flush=True)
+    task = build_task(config, data)
+    meta = {"model": config.model, "config": config.to_dict(), "args": config.flat(),
+            "package_version": __version__, "aesara_version": backend.version,
+            "dataset": data.describe(), "dataset_source": data.source,
+            "latent_size": config.latent.size, "seed": config.seed,
+            "model_seed": config.model_seed, "label_seed": config.label_seed,
+            "blas_threads": threads}
+    if config.semi:
+        meta["n_classes"] = data.n_classes
+    t = config.training
+    trainer = Trainer(task, files, meta, t.max_epoch, t.lookahead, t.checkpoint_every,
+                      t.on_nan, progress, out=out)
+    if checkpoint is not None:
+        def validate(groups, ckpt_meta, path):
+            if ckpt_meta.get("model") != config.model:
+                raise CheckpointError(f"{path}: not a checkpoint of the {config.model} model")
+            differ = _identity_mismatch(config_of_checkpoint(ckpt_meta, path), config)
+            if differ:
+                raise CheckpointError(f"{path}: made with another configuration: "
+                                      + "; ".join(differ))
+            trainer.restore(groups, ckpt_meta, path)  # checks shapes, state, streams
+
+        try:
+            checkpoint = load_latest_checkpoint(
+                files, lambda m: print(m, file=sys.stderr, flush=True), validate)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {e}") from None
+    if checkpoint is not None:
+        _, ckpt_meta, path = checkpoint
+        saved_threads = ckpt_meta.get("blas_threads")
+        if isinstance(saved_threads, int) and saved_threads != threads:
+            if blas_threads == "auto":
+                # The thread count changes the matrix products' last bits: keep the run's.
+                backend.set_blas_threads(saved_threads)
+                meta["blas_threads"] = threads = saved_threads
+                print(f"Using {threads} BLAS thread{'s' if threads != 1 else ''} as the run "
+                      f"did before (bit-identical results)", file=out, flush=True)
+            else:
+                print(f"warning: the run used {saved_threads} BLAS threads, now "
+                      f"{threads}: results are no longer bit-identical to an uninterrupted "
+                      f"run", file=sys.stderr, flush=True)
+        print(f"Resuming {files.results} from {path} at epoch {trainer.state.epoch}, batch "
+              f"{trainer.state.batch}", file=out, flush=True)
+        for line in trainer.state.lines:
+            print(line, file=out, flush=True)
+    else:
+        print(f"Results: {files.results}", file=out, flush=True)
+    print(f"Training for up to {t.max_epoch} epochs ({task.n_train_batches} batches each; "
+          f"ready after {time.time() - started:.1f}s)", file=out, flush=True)
+    return trainer.run()
