@@ -62,7 +62,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-ORIG_ENV = dict(os.environ)  # before stick_breaking_dgms.backend adds its AESARA_FLAGS
+ORIG_ENV = dict(os.environ)  # before stick_breaking_dgms.backend adds its flags
 
 MODELS = ("sb_vae", "sb_ssdgm")
 SCRIPTS = {"sb_vae": "run_stickBreaking_VAE_experiments.py",
@@ -116,12 +116,13 @@ def ratio(a, b):
 
 
 def child_env(compiledir=None):
-    """The user's environment, with ``compiledir`` replacing any in AESARA_FLAGS."""
+    """The user's environment, with ``compiledir`` replacing any in the backend's flags."""
     env = dict(ORIG_ENV)
     if compiledir is not None:
-        keep = [f for f in env.get("AESARA_FLAGS", "").split(",")
+        from stick_breaking_dgms.backend import FLAGS_VARIABLE
+        keep = [f for f in env.get(FLAGS_VARIABLE, "").split(",")
                 if f.strip() and f.split("=", 1)[0].strip() not in ("compiledir", "base_compiledir")]
-        env["AESARA_FLAGS"] = ",".join(keep + [f"compiledir={compiledir}"])
+        env[FLAGS_VARIABLE] = ",".join(keep + [f"compiledir={compiledir}"])
     return env
 
 
@@ -624,7 +625,7 @@ def profiled_task(backend, config, data):
         warnings.simplefilter("ignore")  # "CVM does not support memory profiling"
         task = build_task(config, data)
     # no profile dumps to stderr at exit
-    pending = getattr(backend.aesara.compile.profiling, "_atexit_print_list", None)
+    pending = getattr(backend.profiling_module(), "_atexit_print_list", None)
     if isinstance(pending, list):
         pending.clear()
     return task
@@ -805,7 +806,7 @@ def main(argv=None):
     result["blas_threads_measured_now_ms"] = {
         str(k): ms(v) for k, v in backend.measure_blas_threads().items()}
     result["machine"].update(numpy=np.__version__, scipy=scipy.__version__,
-                             aesara=backend.version, blas_library=backend.blas_library(),
+                             backend=backend.describe(), blas_library=backend.blas_library(),
                              compiledir=backend.config.compiledir)
     result["blas_threads_auto"] = auto
     log(f"BLAS threads chosen as the scripts do (auto): {auto} ({source}); sgemm 100x784x500 "

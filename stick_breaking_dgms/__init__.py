@@ -1,8 +1,9 @@
-"""Stick-breaking deep generative models (Nalisnick & Smyth, ICLR 2017) on Aesara.
+"""Stick-breaking deep generative models (Nalisnick & Smyth, ICLR 2017) on Aesara or PyTensor.
 
 Modules, one idea each:
 
-``backend``         the only import of Aesara (floatX, BLAS, threads)
+``backend``         the only import of the graph library, Aesara or PyTensor (floatX, BLAS,
+                    threads, the JAX mode)
 ``distributions``   Kumaraswamy, Beta and Gaussian: samplers, densities, KL terms
 ``stick_breaking``  fractions v -> stick weights pi
 ``networks``        dense and residual layers, multi-layer perceptrons
@@ -20,6 +21,6 @@ Modules, one idea each:
 ``api``             training from Python (what the scripts do)
 ``cli``             the command-line interface of the original scripts (flags -> config)
 
-Importing the package does not import Aesara; the modules that build graphs do.
+Importing the package does not import the graph library; the modules that build graphs do.
 """
 __version__ = "0.1.0"

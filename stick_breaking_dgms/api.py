@@ -25,7 +25,7 @@ from .runfiles import IDENTITY_KEYS, resolve_run, run_name_of
 
 
 def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="auto",
-          progress="auto", out=None):
+          progress="auto", out=None, mode="C"):
     """Train (or resume) the run of ``config`` in ``experiment_dir``; return the exit code.
 
     Parameters
@@ -43,6 +43,9 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
         The live progress line (auto: when stderr is a terminal).
     out : file, optional
         Where messages go (default: the current ``sys.stdout``).
+    mode : {"C", "JAX"}
+        The linker (:func:`~.backend.set_mode`); JAX needs PyTensor and jax. A run
+        resumes only in the mode it started in.
 
     Returns
     -------
@@ -53,12 +56,16 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
     out = sys.stdout if out is None else out
     started = time.time()
     from . import backend
+    backend.set_mode(mode)  # BackendError when JAX cannot be used here
     backend.set_floatX(config.floatX)
     threads = backend.configure_blas_threads(blas_threads)
     from .datasets import load_dataset
-    print(f"stick_breaking_dgms {__version__} on Aesara {backend.version} "
+    print(f"stick_breaking_dgms {__version__} on {backend.describe()} "
           f"(floatX {config.floatX}, BLAS: {backend.blas_library() or 'NumPy C-API fallback'}, "
           f"{threads} thread{'s' if threads != 1 else ''})", file=out, flush=True)
+    if mode == "JAX":
+        from .backend.jax import devices
+        print(f"JAX devices: {', '.join(str(d) for d in devices())}", file=out, flush=True)
     d = config.data
     options = {} if d.likelihood is None else {"likelihood": d.likelihood}
     data = load_dataset(d.dataset, data_dir=d.data_dir, seed=config.seed, **options)
@@ -123,7 +130,8 @@ def _train(config, data, files, checkpoint, threads, blas_threads, progress, sta
     print("... building the model", file=out, flush=True)
     task = build_task(config, data)
     meta = {"model": config.model, "config": config.to_dict(), "args": config.flat(),
-            "package_version": __version__, "aesara_version": backend.version,
+            "package_version": __version__, "backend": backend.NAME,
+            "backend_version": backend.version, "mode": backend.mode(),
             "dataset": data.describe(), "dataset_source": data.source,
             "latent_size": config.latent.size, "seed": config.seed,
             "model_seed": config.model_seed, "label_seed": config.label_seed,
@@ -137,6 +145,10 @@ def _train(config, data, files, checkpoint, threads, blas_threads, progress, sta
         def validate(groups, ckpt_meta, path):
             if ckpt_meta.get("model") != config.model:
                 raise CheckpointError(f"{path}: not a checkpoint of the {config.model} model")
+            if ckpt_meta.get("mode", "C") != backend.mode():
+                raise CheckpointError(f"{path}: made in {ckpt_meta.get('mode', 'C')} mode "
+                                      f"(another random stream and other kernels); resume "
+                                      f"it with --mode {ckpt_meta.get('mode', 'C')}")
             differ = _identity_mismatch(config_of_checkpoint(ckpt_meta, path), config)
             if differ:
                 raise CheckpointError(f"{path}: made with another configuration: "

@@ -161,12 +161,16 @@ def build_parser(model):
                              "(by default an unfinished run is resumed when there is one)")
     resume.add_argument("--no-resume", dest="resume", action="store_const", const="new",
                         help="always start a new run (with a counter in its name)")
+    g.add_argument("--mode", default="C", choices=["C", "JAX"],
+                   help="C: the C virtual machine with the fused C kernels; JAX: the JAX linker "
+                        "(PyTensor only, pip install jax; a GPU when JAX sees one). "
+                        "Default: %(default)s")
     g.add_argument("--progress", default="auto", choices=["auto", "always", "never"],
                    help="live progress line during an epoch (auto: when stderr is a terminal)")
     return p
 
 
-RUN_OPTIONS = ("experiment_dir", "blas_threads", "resume", "progress")  # not configuration
+RUN_OPTIONS = ("experiment_dir", "blas_threads", "resume", "progress", "mode")  # not config
 
 
 def parse_args(model, argv=None):
@@ -229,13 +233,16 @@ def main(model, argv=None):
 
 def _main(parser, args, config):
     from .api import train
+    from .backend import BackendError
     from .checkpoints import CheckpointError
     from .datasets import DatasetError
     try:
         return train(config, args.experiment_dir, args.resume, args.blas_threads,
-                     args.progress)
+                     args.progress, mode=args.mode)
     except ConfigError as e:  # the configuration does not fit the data
         parser.error(f"argument {flag(e.key)}: {e.message}")
+    except BackendError as e:
+        parser.error(f"argument --mode: {e}")
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

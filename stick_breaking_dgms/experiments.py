@@ -3,6 +3,12 @@
 A task owns its data (in shared variables, minibatches taken by index inside the
 graph, so no batch is copied from the host), the compiled training and evaluation
 functions, and the original's log-line formats. :class:`~.training.Trainer` runs it.
+
+In JAX mode (:func:`.backend.set_mode`) the functions take each batch and the training
+noise as inputs instead: JAX compiles for static shapes, and a slice of a shared matrix
+at a traced index, or a random draw whose size is traced, has none. The noise comes from
+a NumPy generator the task owns (the family's own training sampler), which checkpoints
+and resumes like the random streams of the C mode.
 """
 import math
 from collections import OrderedDict
@@ -10,7 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .backend import at, floatX, function, shared
+from .backend import at, floatX, function, mode, shared
 from .objectives import prediction_errors_expr
 from .optimizers import finite_step_expr, training_updates
 
@@ -38,6 +44,21 @@ def _state_of(updates, params):
 
 def _rngs(model):
     return [rng for rng, _ in model.srng.state_updates]
+
+
+class _HostNoise:
+    """JAX mode: the training noise drawn on the host by the family's own sampler, from a
+    generator kept in a shared variable (so the Trainer checkpoints and restores it)."""
+
+    def __init__(self, model):
+        self.family = model.latent.family
+        self.rng = shared(np.random.default_rng(model.noise_seed), name="noise_rng")
+        self.symbolic = lambda name: at.tensor(
+            dtype=floatX(), shape=(None,) * self.family.noise_ndim, name=name)
+
+    def draw(self, n):
+        rng = self.rng.get_value(borrow=True)  # drawn in place: the stored state advances
+        return np.asarray(self.family.training_noise(rng, n), dtype=floatX())
 
 
 class _CompiledOnFirstCall:
@@ -68,13 +89,17 @@ class _Task:
 
     _reports_step = False
 
-    def _compile_train(self, index, metrics, cost, norm, updates, givens, on_nan):
+    def _compile_train(self, inputs, metrics, cost, norm, updates, givens, on_nan):
         self._reports_step = on_nan == "skip-batch"
         outputs = list(metrics) + ([finite_step_expr(cost, norm)] if self._reports_step else [])
-        self._train = function([index], outputs, updates=updates, givens=givens)
+        self._train = function(inputs, outputs, updates=updates, givens=givens)
+
+    def _train_inputs(self, i):
+        """The training function's arguments for batch ``i``."""
+        return (i,)
 
     def train_step(self, i):
-        out = self._train(i)
+        out = self._train(*self._train_inputs(i))
         if self._reports_step:
             *values, applied = out
             return values if applied else [math.nan] * len(values)
@@ -101,29 +126,49 @@ class VAETask(_Task):
                  clip_gradient_norm=None, adam_options=None):
         self.model, self.data, self.batch_size = model, data, batch_size
         self.params = model.params
-        self.train_x = _shared_data(data.train_x, "data/train_x")
-        self.eval_x = _shared_data(data.valid_x, "data/eval_x")
-        self.eval_split = "valid"
         self.n_train_batches = len(data.train_x) // batch_size
+        self.host_noise = _HostNoise(model) if mode() == "JAX" else None
         index = at.lscalar("index")
         x = at.matrix("x")
-        nll, kl = model.negative_elbo_terms(x)
+        noise = self.host_noise.symbolic("noise") if self.host_noise else None
+        nll, kl = model.negative_elbo_terms(x, noise)
         cost = at.mean(nll + kl)
         updates, norm = training_updates(cost, self.params.values(), learning_rate,
                                          clip_gradient_norm, on_nan == "skip-batch",
                                          **(adam_options or {}))
         self.optimizer_state = _state_of(updates, self.params)
+        metrics = [at.mean(nll), at.mean(kl)]
+        if self.host_noise:
+            self.rngs = [self.host_noise.rng]
+            self._compile_train([x, noise], metrics, cost, norm, updates, None, on_nan)
+            # Validation and test score the reconstruction NLL only, as the original: the
+            # KL's ten-term series would be the costliest node of the pass.
+            self._eval = _CompiledOnFirstCall(lambda: function([x, noise], at.sum(nll)))
+            return
         self.rngs = _rngs(model)
+        self.train_x = _shared_data(data.train_x, "data/train_x")
+        self.eval_x = _shared_data(data.valid_x, "data/eval_x")
+        self.eval_split = "valid"
         batch = slice(index * batch_size, (index + 1) * batch_size)
-        self._compile_train(index, [at.mean(nll), at.mean(kl)], cost, norm, updates,
+        self._compile_train([index], metrics, cost, norm, updates,
                             {x: _batch(self.train_x, index, batch_size)}, on_nan)
-        # Validation and test score the reconstruction NLL only, as the original: the KL's
-        # ten-term series would be the costliest node of the pass.
         self._eval = _CompiledOnFirstCall(lambda: function(
             [index], at.sum(nll), givens={x: self.eval_x[batch]}))
 
+    def _train_inputs(self, i):
+        if not self.host_noise:
+            return (i,)
+        b = self.batch_size
+        return (self.data.train_x[i * b:(i + 1) * b], self.host_noise.draw(b))
+
     def _evaluate(self, split):
         x, _ = self.data.split(split)
+        if self.host_noise:
+            total = 0.0
+            for start in range(0, len(x), self.batch_size):
+                xb = np.ascontiguousarray(x[start:start + self.batch_size], dtype=floatX())
+                total += float(self._eval(xb, self.host_noise.draw(len(xb))))
+            return {"score": total / len(x)}
         if self.eval_split != split:
             self.eval_x.set_value(np.ascontiguousarray(x, dtype=floatX()), borrow=True)
             self.eval_split = split
@@ -198,17 +243,31 @@ class SemiSupervisedTask(_Task):
         self.n_labelled, self.n_unlabelled = len(labelled), len(unlabelled)
         self.n_train_batches, self.labelled_batch_size = n_batches, lb
         self.batch_size = batch_size
-        self.xl = _shared_data(data.train_x[labelled], "data/labelled_x")
-        self.yl = _shared_data(data.train_y[labelled], "data/labelled_y", dtype="int32")
+        self.host_noise = _HostNoise(model) if mode() == "JAX" else None
         index = at.lscalar("index")
         x_l, x_u, y = at.matrix("x_labelled"), at.matrix("x_unlabelled"), at.ivector("y")
-        givens = {x_l: _batch(self.xl, index, lb), y: self.yl[index * lb:(index + 1) * lb]}
-        if self.n_unlabelled:
-            self.xu = _shared_data(data.train_x[unlabelled], "data/unlabelled_x")
-            givens[x_u] = _batch(self.xu, index, batch_size)
-            cost, terms = model.cost(x_l, y, x_u, supervised_weight)
+        noise_l = noise_u = None
+        if self.host_noise:
+            self._host = (np.ascontiguousarray(data.train_x[labelled]),
+                          np.asarray(data.train_y[labelled], dtype="int32"),
+                          np.ascontiguousarray(data.train_x[unlabelled]))
+            noise_l, noise_u = (self.host_noise.symbolic(n) for n in ("noise_l", "noise_u"))
+            inputs, givens = [x_l, y, noise_l], None
+            if self.n_unlabelled:
+                inputs += [x_u, noise_u]
         else:
-            nll, kl, label_nll = model.labelled_terms(x_l, y)
+            self.xl = _shared_data(data.train_x[labelled], "data/labelled_x")
+            self.yl = _shared_data(data.train_y[labelled], "data/labelled_y", dtype="int32")
+            inputs = [index]
+            givens = {x_l: _batch(self.xl, index, lb),
+                      y: self.yl[index * lb:(index + 1) * lb]}
+            if self.n_unlabelled:
+                self.xu = _shared_data(data.train_x[unlabelled], "data/unlabelled_x")
+                givens[x_u] = _batch(self.xu, index, batch_size)
+        if self.n_unlabelled:
+            cost, terms = model.cost(x_l, y, x_u, supervised_weight, noise_l, noise_u)
+        else:
+            nll, kl, label_nll = model.labelled_terms(x_l, y, noise_l)
             cost = at.mean(nll + kl + label_nll)
             zero = at.zeros((), dtype=floatX())
             terms = {"labelled_nll": at.mean(nll), "unlabelled_nll": zero,
@@ -218,13 +277,23 @@ class SemiSupervisedTask(_Task):
                                          clip_gradient_norm, on_nan == "skip-batch",
                                          **(adam_options or {}))
         self.optimizer_state = _state_of(updates, self.params)
-        self.rngs = _rngs(model)
-        self._compile_train(index, [terms[n] for n in self.train_metrics], cost, norm, updates,
+        self.rngs = [self.host_noise.rng] if self.host_noise else _rngs(model)
+        self._compile_train(inputs, [terms[n] for n in self.train_metrics], cost, norm, updates,
                             givens, on_nan)
         x, yy = at.matrix("x"), at.ivector("y")
         probs = model.label_probs(x)
         self._errors = _CompiledOnFirstCall(
             lambda: function([x, yy], prediction_errors_expr(yy, probs)))
+
+    def _train_inputs(self, i):
+        if not self.host_noise:
+            return (i,)
+        lb, b = self.labelled_batch_size, self.batch_size
+        xl, yl, xu = self._host
+        out = (xl[i * lb:(i + 1) * lb], yl[i * lb:(i + 1) * lb], self.host_noise.draw(lb))
+        if self.n_unlabelled:
+            out += (xu[i * b:(i + 1) * b], self.host_noise.draw(b))
+        return out
 
     def _evaluate(self, split):
         x, y = self.data.split(split)

@@ -85,6 +85,10 @@ class _Kernel(COp):
     def c_code_cache_version(self):
         return (_VERSION,)
 
+    def pullback(self, inputs, outputs, cotangents):
+        """PyTensor's name for the vector-Jacobian product (Aesara calls ``L_op``)."""
+        return self.L_op(inputs, outputs, cotangents)
+
 
 # -- KL(Kumaraswamy || Beta) --------------------------------------------------------------
 
@@ -131,7 +135,8 @@ class KumaraswamyBetaKL(_Kernel):
             raise TypeError(f"a and b must have the same dtype and rank, got {a.type} and {b.type}")
         return Apply(self, [a, b], [a.type(), a.type(), a.type()])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # Aesara: (fgraph, node, shapes); PyTensor: (node, shapes)
+        node, shapes = args[-2:]
         return [shapes[0]] * 3
 
     def L_op(self, inputs, outputs, output_grads):
@@ -310,7 +315,8 @@ class BernoulliNLL(_Kernel):
         nll = at.TensorType(logits.dtype, shape=(logits.type.shape[0],))()
         return Apply(self, [x, logits], [nll, logits.type()])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # Aesara: (fgraph, node, shapes); PyTensor: (node, shapes)
+        node, shapes = args[-2:]
         return [(shapes[1][0],), shapes[1]]
 
     def L_op(self, inputs, outputs, output_grads):
@@ -459,7 +465,8 @@ class AdamUpdate(_Kernel):
             raise TypeError("AdamUpdate: step_size and eps_hat must be scalars")
         return Apply(self, [p, m, v, g, step_size, eps_hat], [p.type(), m.type(), v.type()])
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, *args):  # Aesara: (fgraph, node, shapes); PyTensor: (node, shapes)
+        node, shapes = args[-2:]
         return shapes[:3]
 
     def L_op(self, inputs, outputs, output_grads):

@@ -61,7 +61,8 @@ class VAE:
                                       **latent_options)
         self.decoder = build_decoder(self.latent.size, hidden_sizes, residual, activation, n_in,
                                      "identity", rng)
-        self.srng = RandomStream(int(noise_seed.generate_state(1)[0]))
+        self.noise_seed = int(noise_seed.generate_state(1)[0])
+        self.srng = RandomStream(self.noise_seed)
         self.params = named_params(self.encoder.params, self.latent.params, self.decoder.params)
 
     def posterior(self, x):
@@ -137,9 +138,11 @@ class SemiSupervisedDGM(VAE):
         """
         first = self.decoder.layers[0]
         pre = first.preactivation(code)[:, None, :] + self.W_label[None, :, :]  # (N, C, H)
-        n, c = code.shape[0], self.n_classes
-        hidden = first.activation(pre).reshape((n * c, first.n_out))
-        return self.decoder(hidden, start=1).reshape((n, c, self.n_in))
+        c = self.n_classes
+        # -1 for the batch dimension: JAX needs reshapes whose sizes it knows at compile
+        # time, and n * c is only known at run time
+        hidden = first.activation(pre).reshape((-1, first.n_out))
+        return self.decoder(hidden, start=1).reshape((-1, c, self.n_in))
 
     def unlabelled_terms(self, x, noise=None):
         """Per-example (sum_y q(y|x) NLL(x | pi, y), KL, H[q(y|x)], q(y|x)).
@@ -157,10 +160,11 @@ class SemiSupervisedDGM(VAE):
         expected_nll = at.sum(probs * nll_per_label, axis=1)
         return expected_nll, self.latent.kl(post), categorical_entropy_expr(probs), probs
 
-    def cost(self, x_labelled, y, x_unlabelled, supervised_weight):
+    def cost(self, x_labelled, y, x_unlabelled, supervised_weight, noise_labelled=None,
+             noise_unlabelled=None):
         """w * mean(labelled cost) + (1 - w) * mean(unlabelled cost), and the terms."""
-        nll_l, kl_l, label_nll = self.labelled_terms(x_labelled, y)
-        nll_u, kl_u, entropy, _ = self.unlabelled_terms(x_unlabelled)
+        nll_l, kl_l, label_nll = self.labelled_terms(x_labelled, y, noise_labelled)
+        nll_u, kl_u, entropy, _ = self.unlabelled_terms(x_unlabelled, noise_unlabelled)
         labelled = at.mean(nll_l + kl_l + label_nll)
         unlabelled = at.mean(nll_u + kl_u - entropy)
         w = supervised_weight

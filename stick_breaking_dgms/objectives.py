@@ -28,9 +28,9 @@ def bernoulli_nll_expr(x, logits):
     if logits.ndim == 2 and x.ndim == 2:
         return bernoulli_nll(x, logits)
     if logits.ndim == 3 and x.ndim == 3:
-        n, c, d = logits.shape[0], logits.shape[1], logits.shape[2]
-        rows = x[:, 0, :] if x.broadcastable[1] else x.reshape((n * c, d))
-        return bernoulli_nll(rows, logits.reshape((n * c, d))).reshape((n, c))
+        c, d = logits.shape[1], logits.shape[2]  # -1 for N * C: see models.decode_all_labels
+        rows = x[:, 0, :] if x.broadcastable[1] else x.reshape((-1, d))
+        return bernoulli_nll(rows, logits.reshape((-1, d))).reshape((-1, c))
     return bernoulli_nll_graph(x, logits)
 
 
@@ -54,8 +54,14 @@ def nll_expr(likelihood, x, decoder_output):
 
 
 def categorical_nll_expr(y, probs):
-    """-log q(y | x) for integer labels ``y`` and class probabilities (N, C)."""
-    return -at.log(probs[at.arange(y.shape[0]), y])
+    """-log q(y | x) for integer labels ``y`` and class probabilities (N, C).
+
+    The label's probability is picked with a one-hot mask over the C classes rather than
+    by indexing rows with ``arange(N)``: the same value bit for bit, and a graph whose
+    shapes JAX knows when it compiles (N is only known at run time).
+    """
+    one_hot = at.eq(y[:, None], at.arange(probs.shape[1])[None, :])
+    return -at.log(at.sum(probs * one_hot, axis=1))
 
 
 def categorical_entropy_expr(probs):

@@ -176,8 +176,9 @@ def render_report(results, cells, opts, meta):
     w(f"* machine: {m['node']}, {m['cpu']}, {m['cpu_count']} cores, {m['platform']}, "
       f"Python {m['python']}; load average at start {m['load_average_at_start']} "
       f"(timings are wall times on this shared machine)")
-    w(f"* software: stick_breaking_dgms {meta['package_version']}, Aesara "
-      f"{meta['aesara_version']}, BLAS threads {meta['blas_threads']}"
+    backend = meta.get("backend") or f"Aesara {meta.get('aesara_version')}"  # older reports
+    w(f"* software: stick_breaking_dgms {meta['package_version']}, {backend}, "
+      f"BLAS threads {meta['blas_threads']}"
       + (f", git commit {meta['git']['commit'][:12]}"
          + (" with local changes" if meta['git'].get('local_changes') else "")
          if meta.get("git") else ""))

@@ -113,6 +113,10 @@ def build_parser():
                         "Default: %(default)s")
     g.add_argument("--progress", default="auto", choices=["auto", "never"],
                    help="progress lines on stderr for long steps. Default: %(default)s")
+    g.add_argument("--mode", default="C", choices=["C", "JAX"],
+                   help="C: the C virtual machine with the fused C kernels; JAX: the JAX linker "
+                        "(PyTensor only, pip install jax; a GPU when JAX sees one). "
+                        "Default: %(default)s")
     g = p.add_argument_group("training first (optional)")
     g.add_argument("--train", nargs="+", choices=ALL_MODELS, default=[], metavar="MODEL",
                    help="train these models with the paper's settings before evaluating "
@@ -589,6 +593,10 @@ def main(argv=None):
     command = "python -m stick_breaking_dgms.reproduce " + " ".join(shlex.quote(a)
                                                                      for a in argv_list)
     from . import backend
+    try:
+        backend.set_mode(opts.mode)
+    except backend.BackendError as e:
+        parser.error(f"argument --mode: {e}")
     threads = backend.configure_blas_threads(opts.blas_threads)
     from .checkpoints import CheckpointError
     from .datasets import DatasetError
@@ -603,7 +611,7 @@ def main(argv=None):
         _log(f"{opts.out} exists: writing the report to {out_dir}")
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command, "machine": machine_description(),
-            "package_version": __version__, "aesara_version": backend.version,
+            "package_version": __version__, "backend": backend.describe(),
             "blas_threads": threads, "git": git_commit(),
             "options": {k: v for k, v in vars(opts).items()}}
     ev = Evaluation(opts, out_dir)

@@ -120,10 +120,11 @@ def machine_variants():
     for k in runnable_kernels():
         out[k] = (f"OpenBLAS kernel {k}", {"OPENBLAS_CORETYPE": k}, [])
     if platform.machine() in ("x86_64", "AMD64"):
-        flags = os.environ.get("AESARA_FLAGS", "")
+        from stick_breaking_dgms.backend import FLAGS_VARIABLE
+        flags = os.environ.get(FLAGS_VARIABLE, "")
         out["march_x86-64"] = (
             "C code compiled for baseline x86-64 (SSE2, no FMA) instead of this CPU",
-            {"AESARA_FLAGS": ",".join(filter(None, [flags, "gcc__cxxflags=-march=x86-64"]))},
+            {FLAGS_VARIABLE: ",".join(filter(None, [flags, "gcc__cxxflags=-march=x86-64"]))},
             [])
         out["numpy_sse"] = (
             "NumPy's AVX, AVX2, FMA and AVX-512 code paths switched off (NPY_DISABLE_CPU_FEATURES)",

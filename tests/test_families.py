@@ -564,7 +564,7 @@ def test_kumaraswamy_layer_builds_the_original_graph(clip):
     from stick_breaking_dgms.distributions import kumaraswamy_beta_kl_expr, kumaraswamy_sample_expr
     from stick_breaking_dgms.latent import StochasticLayer
     from stick_breaking_dgms.stick_breaking import stick_breaking_expr
-    equal_computations = backend.aesara.graph.basic.equal_computations
+    equal_computations = backend.lib.graph.basic.equal_computations
     k = 6
     with backend.floatX_as("float64"):
         layer = StochasticLayer("kumaraswamy", 5, k, np.random.default_rng(11),

@@ -151,7 +151,7 @@ class LoadedModel:
     def _build_codes(self):
         from ..backend import at, function
         x = at.matrix("x", dtype=self.floatX)
-        noise = at.tensor(FLOAT64, shape=(None,) * self.family.noise_ndim, name="noise")
+        noise = at.tensor(dtype=FLOAT64, shape=(None,) * self.family.noise_ndim, name="noise")
         h = at.cast(self.net.encoder(x), FLOAT64)
         post = self.net.latent.posterior(h)
         return function([x, noise], [self.net.latent.sample(post, noise),
