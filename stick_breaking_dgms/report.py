@@ -204,7 +204,7 @@ def render_report(results, cells, opts, meta):
                           f"best parameters so far)")
             extra = (f", {c['labels_percent']} % labels" if "labels_percent" in c else "")
             score = c.get("best_valid_score")
-            w(f"| {model_name(c['model'])}{extra} | {dataset_name(c['dataset'])} | "
+            w(f"| {model_name(c.get('name', c['model']))}{extra} | {dataset_name(c['dataset'])} | "
               f"{c['hidden']}, latent {c['latent_size']} | {c.get('best_epoch')} | "
               f"{format_number(score, 4) if score is not None else '—'} | {status} | "
               f"`{os.path.basename(c['path'])}` |")
