@@ -92,10 +92,15 @@ def check_fits(config, data):
         raise ConfigError("batch_size", f"{t.batch_size} is larger than the training set "
                                         f"({len(data.train_x)} examples)")
     if config.semi:
+        from .config import MAX_CLASSES
         if any(y is None for y in (data.train_y, data.valid_y, data.test_y)):
             raise DatasetError(f"{data.source or data.name}: the semi-supervised model needs "
                                f"labels for every split (an integer array 'y', or train_y / "
                                f"valid_y / test_y); this data set has none")
+        if data.n_classes > MAX_CLASSES:
+            raise DatasetError(f"{data.source or data.name}: the largest label is "
+                               f"{data.n_classes - 1:,}; the classifier takes labels 0 to "
+                               f"{MAX_CLASSES - 1:,} (one output per label)")
         if data.n_classes < 2:
             raise DatasetError(f"{data.source or data.name}: the labels take "
                                f"{data.n_classes} value; the classifier needs at least 2 "

@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from .config import MAX_COUNT, MAX_LAYERS, MAX_SEED, MAX_TAYLOR_TERMS, MAX_UNITS
+from .config import (MAX_BLAS_THREADS, MAX_COUNT, MAX_LAYERS, MAX_SEED, MAX_TAYLOR_TERMS,
+                     MAX_UNITS)
 
 
 def _number(kind, low=None, high=None, low_open=False, high_open=False, what=""):
@@ -71,11 +72,14 @@ def logit_prior(text):
     return (mean, std)
 
 
+_threads = _int_in(1, MAX_BLAS_THREADS)
+
+
 def blas_threads(text):
-    """``auto`` or a positive integer."""
+    """``auto`` or a thread count."""
     if text == "auto":
         return text
-    return positive_int(text)
+    return _threads(text)
 
 
 def dataset_arg(text):

@@ -54,6 +54,8 @@ MAX_LAYERS = 1_000
 MAX_COUNT = 10_000_000       # epochs, batch size, lookahead, checkpoint interval
 MAX_TAYLOR_TERMS = 1_000_000
 MAX_SEED = 2 ** 63 - 1
+MAX_CLASSES = 10_000         # labels of the semi-supervised models: 0 .. 9,999
+MAX_BLAS_THREADS = 1_024
 
 
 class ConfigError(ValueError):

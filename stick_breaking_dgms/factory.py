@@ -4,7 +4,8 @@
 * :func:`build_task`: the network and its compiled training task on a data set;
 * :func:`rebuild_model`: a trained network from a checkpoint or best-parameters file,
   built exactly as in training (the configuration the file stores, the model seed
-  training derived, the run's float precision) with every parameter shape checked.
+  training derived, the run's float precision) with every parameter shape checked and
+  non-finite parameters refused.
 """
 import numpy as np
 
@@ -85,6 +86,11 @@ def rebuild_model(path, meta, params, n_in=None, likelihood=None):
                                   f"configuration: {type(e).__name__}: {e}") from None
     expected = {n: v.get_value(borrow=True).shape for n, v in net.params.items()}
     check_shapes(path, params, expected)
+    for name in net.params:
+        if not np.all(np.isfinite(params[name])):
+            raise CheckpointError(f"{path}: parameter {name} holds non-finite values (a run "
+                                  f"that stopped on a NaN); use the run's best parameters "
+                                  f"(its _params_ file)")
     for name, var in net.params.items():
         var.set_value(np.asarray(params[name], dtype=var.dtype))
     return config, net

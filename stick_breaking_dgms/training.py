@@ -405,9 +405,10 @@ class Trainer:
         self.progress.clear()
         self.emit(f"found NaN in {where}...aborting training...")
         code = self._finish("Ended due to NaN!", status="nan")
-        print("Training stopped on a NaN; the best epoch's parameters were restored and "
-              "tested. Options: --on-nan skip-batch, --clip-kumaraswamy, "
-              "--clip-gradient-norm.", file=self.out, flush=True)
+        what = ("the best epoch's parameters were restored and tested"
+                if self.best_params is not None else "no epoch had finished: nothing to test")
+        print(f"Training stopped on a NaN; {what}. Options: --on-nan skip-batch, "
+              f"--clip-kumaraswamy, --clip-gradient-norm.", file=self.out, flush=True)
         return code if code != EXIT_OK else EXIT_NAN
 
 

@@ -54,12 +54,12 @@ def test_the_choice_is_the_environment_variable_else_aesara_else_pytensor():
     r = _python("from stick_breaking_dgms import backend; print(backend.NAME)",
                 SBDGM_BACKEND=expected.upper())
     assert r.stdout.strip() == expected
-    # only the chosen library's flags variable is set, and the user's settings there win
-    r = _python("import os; from stick_breaking_dgms import backend; "
-                "print(backend.config.floatX, os.environ.get('AESARA_FLAGS' if "
-                "backend.NAME == 'pytensor' else 'PYTENSOR_FLAGS'))",
-                **{backend.FLAGS_VARIABLE: "floatX=float64"})
-    assert r.stdout.split() == ["float64", "None"], r.stderr
+    # only the chosen library's flags variable is changed, and the user's settings there win
+    other = "AESARA_FLAGS" if backend.NAME == "pytensor" else "PYTENSOR_FLAGS"
+    r = _python(f"import os; from stick_breaking_dgms import backend; "
+                f"print(backend.config.floatX, repr(os.environ.get('{other}', 'unset')))",
+                **{backend.FLAGS_VARIABLE: "floatX=float64", other: "floatX=float16"})
+    assert r.stdout.split() == ["float64", "'floatX=float16'"], r.stderr
 
 
 def test_jax_mode_without_its_requirements_says_what_is_missing(monkeypatch, capsys,

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from stick_breaking_dgms import cli
@@ -142,3 +143,65 @@ def test_scripts_explain_every_flag_and_reject_bad_values(script):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2
     assert "error: argument --hidden-size" in bad.stderr.splitlines()[-1]
+
+
+HOSTILE = ["0", "-1", "1.5", "nan", "inf", "-inf", "1e400", "99999999999999999999999", "abc",
+           "", "0x10", "1,2", "1e-400"]
+
+
+def _numeric_flags(parser):
+    from stick_breaking_dgms import argtypes
+    numeric = {f for f in vars(argtypes).values() if callable(f)} - {argtypes.dataset_arg}
+    return [a.option_strings[0] for a in parser._actions
+            if a.option_strings and a.type in numeric]
+
+
+@pytest.mark.parametrize("model", list(cli.MODELS))
+def test_every_numeric_flag_takes_hostile_values_with_exit_2_naming_it(model, capsys):
+    """Each numeric flag, given 0, negatives, NaN, infinities, huge and non-numeric values:
+    either a value the configuration accepts, or exit code 2 with the flag's name, and
+    never a traceback."""
+    flags = _numeric_flags(cli.build_parser(model))
+    assert len(flags) >= 12
+    for flag in flags:
+        for value in HOSTILE:
+            try:
+                _, args, config = cli.parse_args(model, [f"{flag}={value}"])
+            except SystemExit as e:
+                assert e.code == 2
+                err = capsys.readouterr().err
+                (line,) = [ln for ln in err.splitlines() if ": error: " in ln]
+                assert flag in line, (flag, value, line)
+                continue
+            # accepted: a finite number within the configuration's bounds
+            assert config.validate() is None, (flag, value)
+
+
+def test_a_huge_label_is_a_clear_error_before_anything_is_allocated(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 600)
+    y[5] = 2 ** 31 - 1
+    path = tmp_path / "labels.npz"
+    np.savez(path, x=rng.uniform(0, 1, (600, 20)).astype("float32"), y=y)
+    out = tmp_path / "runs"
+    code = cli.main("sb_ssdgm", ["--dataset", str(path), "--experiment-dir", str(out),
+                                 "--hidden-size", "5", "--latent-size", "3",
+                                 "--batch-size", "10", "--progress", "never"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "2,147,483,647" in err and "labels 0 to 9,999" in err
+    assert not out.exists()
+
+
+def test_the_blas_thread_count_recorded_is_the_one_that_runs():
+    from stick_breaking_dgms import backend
+    if backend.blas_library() is None:
+        pytest.skip("no OpenBLAS linked")
+    try:
+        got = backend.configure_blas_threads(1024)  # OpenBLAS caps it at its build's maximum
+        assert got == backend.blas_threads() and 1 <= got <= 1024
+    finally:
+        backend.configure_blas_threads(1)
+    with pytest.raises(SystemExit) as e:
+        cli.parse_args("sb_vae", ["--blas-threads", "1025"])
+    assert e.value.code == 2

@@ -181,3 +181,22 @@ def test_a_checkpoint_without_a_stored_configuration_resumes(tmp_path, monkeypat
         for name, value in a[group].items():
             np.testing.assert_array_equal(value, b[group][name])
     assert b_meta["config"] == a_meta["config"]  # written again by this version
+
+
+def test_a_model_with_non_finite_parameters_is_refused(tmp_path):
+    """A run that stopped on a NaN before any best epoch has non-finite last parameters;
+    rebuilding a model from them (reproduce, classify --weights last) is a clear error."""
+    from stick_breaking_dgms.checkpoints import CheckpointError
+    from stick_breaking_dgms.evaluation.loading import load_model
+    from stick_breaking_dgms.factory import build_model
+    config = ExperimentConfig("gauss_vae", network=NetworkConfig(hidden_size=3),
+                              latent=LatentConfig(size=2))
+    net = build_model(config, 5, "bernoulli")
+    params = {n: v.get_value() for n, v in net.params.items()}
+    params["decoder/0/W"] = params["decoder/0/W"].copy()
+    params["decoder/0/W"][0, 0] = np.nan
+    path = str(tmp_path / "nan.h5")
+    write_checkpoint(path, {"params": params}, {"model": "gauss_vae",
+                                                "config": config.to_dict()})
+    with pytest.raises(CheckpointError, match="nan.h5: parameter decoder/0/W holds non-finite"):
+        load_model(path)

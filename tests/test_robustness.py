@@ -114,8 +114,8 @@ def _poison(trainer, task, epoch, batch, record):
     return real_step
 
 
-def _run_with_nan_batch(tasks, directory, policy):
-    """Train from the fresh snapshot with batch 7 of epoch 1 all-NaN.
+def _run_with_nan_batch(tasks, directory, policy, epoch=1):
+    """Train from the fresh snapshot with batch 7 of ``epoch`` (1) all-NaN.
 
     Returns the exit code, the trainer, its files and output, and what the poisoned
     step recorded: (step outputs, parameters before, parameters after).
@@ -124,7 +124,7 @@ def _run_with_nan_batch(tasks, directory, policy):
     _reset(task, snap)
     trainer, files, out = _trainer(task, directory, policy)
     record = []
-    real = _poison(trainer, task, epoch=1, batch=7, record=record)
+    real = _poison(trainer, task, epoch=epoch, batch=7, record=record)
     try:
         code = trainer.run()
     finally:
@@ -165,6 +165,15 @@ def test_nan_stop_reports_the_best_epoch_and_exits_nonzero(tasks, tmp_path):
         assert f.attrs["test_score"] == pytest.approx(test_score, abs=5e-5)
     with open(files.results) as f:
         assert f.read().splitlines() == lines
+
+
+def test_a_nan_before_any_epoch_finished_says_nothing_was_tested(tasks, tmp_path):
+    code, trainer, files, out, _ = _run_with_nan_batch(tasks, tmp_path, "stop", epoch=0)
+    assert code != 0
+    assert trainer.state.lines[-1].endswith("nothing to test")
+    assert "no epoch had finished: nothing to test" in out.getvalue()
+    assert "restored and tested" not in out.getvalue()
+    assert not os.path.exists(files.best)
 
 
 def test_nan_skip_batch_withholds_the_update_and_counts_it(tasks, tmp_path):

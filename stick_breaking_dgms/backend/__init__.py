@@ -73,7 +73,8 @@ _BLAS_LIBRARY, _BLAS_PREFIX = _impl.BLAS_LIBRARY, _impl.BLAS_PREFIX
 
 __all__ = ["NAME", "lib", "version", "FLAGS_VARIABLE", "at", "config", "function", "grad", "scan", "shared",
            "parameter", "SharedVariable", "RandomStream", "softplus", "sigmoid", "softmax",
-           "set_floatX", "floatX", "floatX_as", "set_blas_threads", "blas_library",
+           "set_floatX", "floatX", "floatX_as", "set_blas_threads", "blas_threads",
+           "blas_library",
            "configure_blas_threads", "Apply", "COp", "DisconnectedType", "grad_undefined",
            "as_tensor_variable", "register_inplace_rewrite", "describe", "mode",
            "set_mode", "BackendError"]
@@ -219,13 +220,24 @@ def blas_library():
     return _BLAS_LIBRARY
 
 
+def _openblas(name):
+    return getattr(ctypes.CDLL(_BLAS_LIBRARY), f"{_BLAS_PREFIX or ''}openblas_{name}")
+
+
 def set_blas_threads(n):
     """Set the thread count of the OpenBLAS the compiled graphs use. Returns True if set."""
     if _BLAS_LIBRARY is None:
         return False
-    lib_ = ctypes.CDLL(_BLAS_LIBRARY)
-    getattr(lib_, f"{_BLAS_PREFIX or ''}openblas_set_num_threads")(int(n))
+    _openblas("set_num_threads")(int(n))
     return True
+
+
+def blas_threads():
+    """The thread count OpenBLAS runs with (it caps a larger request at its build's
+    maximum), or 1 without a linked OpenBLAS."""
+    if _BLAS_LIBRARY is None:
+        return 1
+    return int(_openblas("get_num_threads")())
 
 
 def measure_blas_threads(shape=(100, 784, 500), candidates=None, repeats=30):
@@ -275,7 +287,7 @@ def configure_blas_threads(threads="auto"):
         return 1
     if threads != "auto":
         set_blas_threads(int(threads))
-        return int(threads)
+        return blas_threads()  # what runs, which OpenBLAS may have capped
     key = f"{platform.node()}|{os.cpu_count()}|{_BLAS_LIBRARY}"
     path = _threads_cache_path()
     try:
@@ -299,4 +311,4 @@ def configure_blas_threads(threads="auto"):
         except OSError:
             pass  # an unwritable cache only costs a measurement next time
     set_blas_threads(n)
-    return n
+    return blas_threads()
