@@ -910,3 +910,39 @@ def test_data_pickles_hold_arrays_only_and_never_run_code(tmp_path, protocol):
         with pytest.raises(DatasetError, match=r"mnist\.pkl\.gz.*refused to load .*open"):
             read(hostile)
     assert not marker.exists()
+
+
+def test_hdf5_storage_declared_but_not_written_is_refused(tmp_path):
+    import h5py
+
+    from stick_breaking_dgms.datasets import DatasetError
+    from stick_breaking_dgms.datasets.custom import read_arrays
+    rng = np.random.default_rng(0)
+    unwritten, partly, full = (str(tmp_path / f"{n}.h5") for n in ("unwritten", "partly", "full"))
+    with h5py.File(unwritten, "w") as f:
+        f.create_dataset("x", shape=(340_000, 784), dtype="f4")  # 1.4 kB on disk
+    with h5py.File(partly, "w") as f:
+        d = f.create_dataset("x", shape=(1000, 20), dtype="f4", chunks=(100, 20),
+                             compression="gzip")
+        d[:500] = rng.uniform(0, 1, (500, 20))
+    with h5py.File(full, "w") as f:
+        f.create_dataset("x", data=np.zeros((1000, 20), "f4"), chunks=(100, 20),
+                         compression="gzip")  # all zeros, but written
+    with pytest.raises(DatasetError, match="unwritten.h5: .*only 0 bytes were written"):
+        read_arrays(unwritten)
+    with pytest.raises(DatasetError, match="partly.h5: .*only 5 of its 10 chunks"):
+        read_arrays(partly)
+    arrays, _ = read_arrays(full)
+    assert arrays["x"].shape == (1000, 20)
+
+
+def test_npz_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    from stick_breaking_dgms.datasets import DatasetError, custom
+    path = str(tmp_path / "bomb.npz")
+    np.savez_compressed(path, x=np.zeros((4000, 1000), "f4"))  # 16 MB in a few kB
+    monkeypatch.setattr(custom, "H5_MIN_LIMIT", 1 << 20)  # the 1 GiB floor, scaled down
+    with pytest.raises(DatasetError, match="bomb.npz: .*'x' expands to 16,000,128 bytes"):
+        custom.read_arrays(path)
+    ok = str(tmp_path / "ok.npz")
+    np.savez_compressed(ok, x=np.random.default_rng(0).uniform(0, 1, (400, 100)))
+    assert custom.read_arrays(ok)[0]["x"].shape == (400, 100)

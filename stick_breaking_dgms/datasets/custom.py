@@ -34,6 +34,8 @@ PARTS = ("train", "valid", "test")
 NAMES = ("x", "y", "split") + tuple(f"{p}_{v}" for p in PARTS for v in "xy")
 # An HDF5 dataset may declare far more data than its file holds (unwritten chunks read as
 # the fill value); one declaring more than this is refused before it is read.
+# An array may expand to at most this many times its file's size (or 1 GiB): a crafted
+# .npz or HDF5 file must not make us fill the memory.
 H5_RATIO_LIMIT, H5_MIN_LIMIT = 1000, 1 << 30
 
 
@@ -59,8 +61,10 @@ def read_arrays(path):
                            f"{os.path.abspath(path)} (a {', '.join(SUFFIXES)} file with an "
                            f"array 'x', or 'train_x' / 'valid_x' / 'test_x'; see "
                            f"the README, section 'Your own data')")
+    limit = max(H5_MIN_LIMIT, H5_RATIO_LIMIT * os.path.getsize(path))
     try:
         if lower.endswith(".npz"):
+            _check_npz_sizes(path, limit)
             with np.load(path, allow_pickle=False) as npz:
                 if not hasattr(npz, "files"):
                     raise ValueError("a single .npy array, not an .npz archive")
@@ -69,7 +73,6 @@ def read_arrays(path):
         else:
             import h5py  # imported here: only HDF5 files need it
 
-            limit = max(H5_MIN_LIMIT, H5_RATIO_LIMIT * os.path.getsize(path))
             with h5py.File(path, "r") as f:
                 found = list(f.keys())
                 arrays = {}
@@ -84,12 +87,42 @@ def read_arrays(path):
                             raise ValueError(f"{k!r} declares shape {f[k].shape} "
                                              f"({nbytes:,} bytes), implausible for a "
                                              f"{os.path.getsize(path):,}-byte file")
+                        _check_written(f[k], k, nbytes)
                         arrays[k] = np.asarray(f[k][()])
     except Exception as e:  # zipfile, zlib, numpy, h5py all raise their own types
         kind = "npz archive" if lower.endswith(".npz") else "HDF5 file"
         raise DatasetError(f"{path}: not a readable {kind} (truncated or corrupted?): "
                            f"{type(e).__name__}: {e}") from None
     return arrays, found
+
+
+def _check_npz_sizes(path, limit):
+    """Refuse an .npz member that would expand past ``limit`` bytes (a decompression bomb)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if name in NAMES and info.file_size > limit:
+                raise ValueError(f"{name!r} expands to {info.file_size:,} bytes, implausible "
+                                 f"for a {os.path.getsize(path):,}-byte file")
+
+
+def _check_written(dataset, name, nbytes):
+    """Refuse an HDF5 dataset whose storage was declared but not (or only partly) written:
+    HDF5 would read the missing part as its fill value, zeros."""
+    if nbytes == 0:
+        return
+    if dataset.chunks is None:
+        written = dataset.id.get_storage_size()
+        if written < nbytes:
+            raise ValueError(f"{name!r} declares shape {dataset.shape} ({nbytes:,} bytes) "
+                             f"but only {written:,} bytes were written")
+        return
+    expected = int(np.prod([-(-n // c) for n, c in zip(dataset.shape, dataset.chunks)]))
+    written = dataset.id.get_num_chunks()
+    if written < expected:
+        raise ValueError(f"{name!r} declares shape {dataset.shape} but only {written:,} of "
+                         f"its {expected:,} chunks were written")
 
 
 def _inputs(path, name, x):
