@@ -69,16 +69,20 @@ def write_text(path, text):
             f.write(text)
 
 
-def remove_stale_temporaries(paths):
+def remove_stale_temporaries(paths, older_than=None):
     """Delete the temporary files a killed :func:`atomic_path` left for any of ``paths``.
 
     Only call this while no other process can be writing these paths (see
-    :class:`stick_breaking_dgms.runfiles.RunLock`). Returns the removed paths.
+    :class:`stick_breaking_dgms.runfiles.RunLock`), or with ``older_than`` (seconds since
+    the temporary was last written) longer than any write takes. Returns the removed paths.
     """
+    import time
     removed = []
     for path in paths:
         for tmp in glob.glob(_temporary_pattern(path)):
             with contextlib.suppress(FileNotFoundError):
+                if older_than is not None and time.time() - os.path.getmtime(tmp) < older_than:
+                    continue
                 os.remove(tmp)
                 removed.append(tmp)
     return removed

@@ -16,6 +16,7 @@ as the original did, so a finished run's files are never overwritten. A run that
 another process is writing (its lock is held) is never touched either: ``--resume``
 refuses, the default starts a new run beside it.
 """
+import contextlib
 import errno
 import hashlib
 import os
@@ -70,6 +71,8 @@ class RunLock:
 
     def release(self):
         if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)  # no holder now: the file says so
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None
 

@@ -387,6 +387,22 @@ def test_cache_write_failure_leaves_nothing(tmp_path):
     assert files_in(tmp_path) == []
 
 
+def test_a_killed_writers_temporary_cache_file_is_removed_by_the_next_write(tmp_path):
+    """A kill during a cache write leaves its temporary file; the next write of that cache
+    removes it once it is older than any write takes, and leaves a younger one alone (it
+    may be another process's write in progress)."""
+    path = str(tmp_path / "c.npz")
+    stale = tmp_path / ".c.npz.killed.tmp"
+    young = tmp_path / ".c.npz.writing.tmp"
+    for f in (stale, young):
+        f.write_bytes(b"x" * 1000)
+    old = os.path.getmtime(stale) - cache.STALE_SECONDS - 1
+    os.utime(stale, (old, old))
+    cache.write_cache(path, {"a": np.arange(3, dtype=np.int64)}, {})
+    assert not stale.exists() and young.exists()
+    assert cache.read_cache(path, {"a": ((3,), np.int64)})[0]["a"].tolist() == [0, 1, 2]
+
+
 # --------------------------------------------------------------------------- SVHN
 
 def svhn_images(n, rng):

@@ -97,6 +97,10 @@ def test_second_run_with_same_arguments_does_not_overwrite(short_run, tmp_path):
     assert code == 0
     assert open(files.results).read() == before
     assert os.path.exists(RunFiles(files.experiment_dir, files.prefix, files.name + "_1").results)
+    # the lock files say no process holds them (a holder writes its pid in them)
+    for name in (files.name, files.name + "_1"):
+        lock = RunFiles(files.experiment_dir, files.prefix, name).lock.path
+        assert os.path.exists(lock) and os.path.getsize(lock) == 0
 
 
 # -- the epoch loop itself, on a scripted task (no Aesara): early stopping, progress ----------

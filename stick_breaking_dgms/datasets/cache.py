@@ -25,7 +25,11 @@ import zipfile
 
 import numpy as np
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, remove_stale_temporaries
+
+# A cache's temporary file untouched for this long was left by a killed writer (a write
+# takes seconds); another process may be writing a younger one, which is left alone.
+STALE_SECONDS = 3600
 from .base import DatasetError
 
 META = "__meta__"
@@ -108,6 +112,7 @@ def write_cache(path, arrays, meta):
     members[META] = np.array(meta_json)
     members[CHECKSUM] = np.array(arrays_checksum(
         {k: v for k, v in members.items() if k != META}, meta_json))
+    remove_stale_temporaries([path], older_than=STALE_SECONDS)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
             for name in sorted(members):
