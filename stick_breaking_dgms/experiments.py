@@ -53,8 +53,10 @@ class _HostNoise:
     def __init__(self, model):
         self.family = model.latent.family
         self.rng = shared(np.random.default_rng(model.noise_seed), name="noise_rng")
-        self.symbolic = lambda name: at.tensor(
-            dtype=floatX(), shape=(None,) * self.family.noise_ndim, name=name)
+
+    def symbolic(self, name):
+        """The noise input of a compiled function."""
+        return at.tensor(dtype=floatX(), shape=(None,) * self.family.noise_ndim, name=name)
 
     def draw(self, n):
         rng = self.rng.get_value(borrow=True)  # drawn in place: the stored state advances

@@ -58,6 +58,10 @@ def _choose():
 
 NAME = _choose()
 _impl = importlib.import_module(f"._{NAME}", __name__)
+_missing = [n for n in importlib.import_module("._flags", __name__).SURFACE
+            if not hasattr(_impl, n)]
+if _missing:  # a backend module that does not export the whole surface is a bug here
+    raise BackendError(f"the {NAME} backend module lacks {', '.join(_missing)}")
 
 lib = _impl.lib  # the library module (aesara or pytensor)
 version = _impl.version

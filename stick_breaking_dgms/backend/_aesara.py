@@ -1,5 +1,5 @@
 """Aesara 2.9.4 (Python 3.11, NumPy 1): configured, then imported."""
-from ._flags import configure
+from ._flags import SURFACE, configure
 
 FLAGS_VARIABLE = "AESARA_FLAGS"
 BLAS_LIBRARY, BLAS_PREFIX = configure(FLAGS_VARIABLE)
@@ -21,12 +21,7 @@ from aesara.tensor.math import sigmoid  # noqa: E402
 from aesara.tensor.random.utils import RandomStream  # noqa: E402
 from aesara.tensor.special import softmax  # noqa: E402
 
-__all__ = ["lib", "at", "config", "function", "grad", "scan", "shared", "optdb", "SharedVariable",
-           "DisconnectedType", "grad_undefined", "Apply", "WalkingGraphRewriter",
-           "node_rewriter", "COp", "UnaryScalarOp", "float32", "upgrade_to_float",
-           "scalar_sigmoid", "as_tensor_variable", "Elemwise", "sigmoid", "RandomStream",
-           "softmax", "NAME", "version", "JAX_AVAILABLE", "FLAGS_VARIABLE", "BLAS_LIBRARY",
-           "BLAS_PREFIX", "profiling_module"]
+__all__ = list(SURFACE)  # noqa: F405 (the same names in both backends)
 
 NAME = "aesara"
 version = lib.__version__

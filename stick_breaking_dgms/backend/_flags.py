@@ -4,6 +4,15 @@ win), in the library's flags variable only."""
 import importlib.util
 import os
 
+# What each backend module (_aesara.py, _pytensor.py) exports: the same names, checked
+# when the package chooses one.
+SURFACE = ("lib", "at", "config", "function", "grad", "scan", "shared", "optdb",
+           "SharedVariable", "DisconnectedType", "grad_undefined", "Apply",
+           "WalkingGraphRewriter", "node_rewriter", "COp", "UnaryScalarOp", "float32",
+           "upgrade_to_float", "scalar_sigmoid", "as_tensor_variable", "Elemwise", "sigmoid",
+           "RandomStream", "softmax", "NAME", "version", "JAX_AVAILABLE", "FLAGS_VARIABLE",
+           "BLAS_LIBRARY", "BLAS_PREFIX", "profiling_module")
+
 # The BLAS routines the libraries' C code calls, renamed where SciPy's OpenBLAS prefixes
 # its symbols (scipy >= 1.13 ships libscipy_openblas with scipy_sgemm_ and so on).
 BLAS_ROUTINES = [f"{t}{r}_" for t in "sd" for r in

@@ -10,7 +10,7 @@ prefixed, ``scipy_sgemm_``; the BLAS routines the C code calls are renamed to th
 import importlib.util
 import warnings
 
-from ._flags import configure, user_flags
+from ._flags import SURFACE, configure, user_flags
 
 FLAGS_VARIABLE = "PYTENSOR_FLAGS"
 _user = user_flags(FLAGS_VARIABLE)
@@ -34,12 +34,7 @@ from pytensor.tensor.math import sigmoid  # noqa: E402
 from pytensor.tensor.random.utils import RandomStream  # noqa: E402
 from pytensor.tensor.special import softmax  # noqa: E402
 
-__all__ = ["lib", "at", "config", "function", "grad", "scan", "shared", "optdb", "SharedVariable",
-           "DisconnectedType", "grad_undefined", "Apply", "WalkingGraphRewriter",
-           "node_rewriter", "COp", "UnaryScalarOp", "float32", "upgrade_to_float",
-           "scalar_sigmoid", "as_tensor_variable", "Elemwise", "sigmoid", "RandomStream",
-           "softmax", "NAME", "version", "JAX_AVAILABLE", "FLAGS_VARIABLE", "BLAS_LIBRARY",
-           "BLAS_PREFIX", "profiling_module"]
+__all__ = list(SURFACE)  # noqa: F405 (the same names in both backends)
 
 # The package builds its random draws with RandomStream, which PyTensor 3.3 still runs
 # exactly as Aesara does but announces as deprecated on every model built.
