@@ -55,6 +55,7 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
     """
     out = sys.stdout if out is None else out
     started = time.time()
+    check_experiment_dir(experiment_dir)
     from . import backend
     backend.set_mode(mode)  # BackendError when JAX cannot be used here
     backend.set_floatX(config.floatX)
@@ -73,7 +74,7 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
     print("Dataset:", data.describe(), f"(from {data.source})", file=out, flush=True)
     data = data.astype(config.floatX)
 
-    os.makedirs(experiment_dir, exist_ok=True)
+    prepare_experiment_dir(experiment_dir)
     files, checkpoint = resolve_run(experiment_dir, config.spec.prefix, run_name_of(config),
                                     resume)
     try:  # the run's lock is held from here on
@@ -81,6 +82,31 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
                       started, backend, out)
     finally:
         files.lock.release()
+
+
+def check_experiment_dir(path):
+    """Raise ConfigError (key ``experiment_dir``) when ``path`` cannot hold a run: empty,
+    an existing file, or an existing folder this process cannot write into. Checked
+    before the data are loaded, so a bad folder is said at once."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ConfigError("experiment_dir", "an empty path; expected a folder for the run's "
+                                            "files")
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError("experiment_dir", f"{path} exists and is not a folder")
+    if os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError("experiment_dir", f"{path}: cannot write into this folder "
+                                            f"(permission denied)")
+
+
+def prepare_experiment_dir(path):
+    """Create the experiment folder; ConfigError naming it when that fails."""
+    check_experiment_dir(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("experiment_dir", f"{path}: cannot create this folder "
+                                            f"({e.strerror or e})") from None
 
 
 def check_fits(config, data):
@@ -165,6 +191,11 @@ def _train(config, data, files, checkpoint, threads, blas_threads, progress, sta
                 files, lambda m: print(m, file=sys.stderr, flush=True), validate)
         except CheckpointError as e:
             raise CheckpointError(f"cannot resume: {e}") from None
+    if checkpoint is not None and trainer.state.status != "running":
+        print(f"{files.results}: the run had ended (its checkpoint {checkpoint[2]} says "
+              f"{trainer.state.status}) but its log and metrics were not written; writing them "
+              f"from the checkpoint, without training", file=out, flush=True)
+        return trainer.complete()
     if checkpoint is not None:
         _, ckpt_meta, path = checkpoint
         saved_threads = ckpt_meta.get("blas_threads")

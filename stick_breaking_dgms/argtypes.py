@@ -40,6 +40,10 @@ layers = _int_in(1, MAX_LAYERS)
 skip_count = _int_in(0, MAX_LAYERS)
 taylor_terms = _int_in(1, MAX_TAYLOR_TERMS)
 seed = _int_in(0, MAX_SEED)
+# kNN's k: its sort keeps k neighbours per test example; beyond a thousand the table says
+# nothing the paper's k = 3, 5, 10 do not
+MAX_NEIGHBOURS = 1000
+neighbours = _int_in(1, MAX_NEIGHBOURS)
 truncation_int = _int_in(2, MAX_UNITS, f"an integer in [2, {MAX_UNITS:,}] (at least two stick "
                                        f"weights)")
 positive_float = _number(float, 0.0, low_open=True, what="a number > 0")

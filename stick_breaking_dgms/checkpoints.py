@@ -45,8 +45,11 @@ def _checksum(groups, meta_json=None):
     return h.hexdigest()
 
 
-def write_checkpoint(path, groups, meta):
+def write_checkpoint(path, groups, meta, previous=None, between=None):
     """Write ``groups`` ({group: {name: array}}) and ``meta`` (JSON-able dict) to ``path``.
+
+    With ``previous``, an existing ``path`` is renamed to it once the new file is
+    complete (:func:`.fileio.atomic_path`; ``between`` is its test hook).
 
     Array names may contain ``/`` (e.g. ``encoder/0/W``); datasets are stored under
     their index and the names in the group's ``names`` attribute.
@@ -57,7 +60,7 @@ def write_checkpoint(path, groups, meta):
             if arr.dtype.kind not in NUMERIC_KINDS:
                 raise ValueError(f"checkpoint array {group}/{name} has dtype {arr.dtype}")
     meta_json = json.dumps(meta, sort_keys=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, previous, between) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION

@@ -18,7 +18,8 @@ Prints the error rate in % and as a count (when the split has labels) and, with
 ``--force``.
 
 Exit codes: 0 success; 1 the checkpoint is missing, damaged, not of a semi-supervised
-model or does not fit the data; 2 bad command-line values.
+model or does not fit the data; 2 bad command-line values; 74 ``--output`` could not be
+written (a full disk, permissions).
 """
 import argparse
 import os
@@ -46,7 +47,7 @@ def build_parser():
         description="Classify a data split with a trained SB-DGM / Gauss-DGM: print the "
                     "error rate of argmax q(y|x) and optionally write the predictions.",
         epilog="Exit codes: 0 success, 1 missing/damaged checkpoint or one of a model that "
-               "does not classify, 2 bad arguments.")
+               "does not classify, 2 bad arguments, 74 --output could not be written.")
     p.add_argument("checkpoint",
                    help="the run's best-parameters file (<prefix>_params_<args>.h5) or its "
                         "full checkpoint (<prefix>_checkpoint_<args>.h5)")
@@ -87,7 +88,23 @@ def parse_args(argv=None):
         if os.path.exists(args.output) and not args.force:
             parser.error(f"argument --output: {args.output} exists; use --force to "
                          f"overwrite it")
+        problem = output_folder_problem(args.output)
+        if problem:
+            parser.error(f"argument --output: {problem}")
     return parser, args
+
+
+def output_folder_problem(path):
+    """Why a new file cannot be written at ``path`` (its folder missing, not a folder or
+    not writable), or None. Checked before the work, so it is not lost at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(folder):
+        return f"{path}: the folder {folder} does not exist"
+    if not os.path.isdir(folder):
+        return f"{path}: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{path}: cannot write into the folder {folder} (permission denied)"
+    return None
 
 
 def load_classifier_checkpoint(path, weights="best"):
@@ -199,6 +216,11 @@ def _classify(args, started, stored, net, what):
         raise ClassifyError(f"{args.checkpoint}: the model takes {n_in_model} inputs, the data "
                             f"set {data.name} has {data.n_in} dimensions")
     x, y = data.split(args.split)
+    if y is not None and len(y) and int(np.max(y)) >= net.n_classes:
+        raise ClassifyError(f"{data.source or data.name}: the {args.split} split has labels "
+                            f"up to {int(np.max(y)):,}; the model in {args.checkpoint} "
+                            f"predicts {net.n_classes} classes (0 to {net.n_classes - 1}), "
+                            f"so its error rate there would be meaningless")
     print(f"{stored.spec.title}, {what} parameters, from {args.checkpoint}",
           flush=True)
     print(f"Data: {data.describe()} (from {data.source}); classifying the {args.split} split "
@@ -227,6 +249,10 @@ def main(argv=None):
     except (CheckpointError, ClassifyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # --output could not be written (a full disk, permissions)
+        from .fileio import EXIT_IO, describe_os_error
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_IO
 
 
 def console():

@@ -15,6 +15,7 @@ from .argtypes import (blas_threads, clip_pair, dataset_arg, drop_fraction, laye
                        logit_prior, positive_float, positive_int, seed, skip_count,
                        taylor_terms, truncation_int, unit_weight, units)
 from .config import MODELS, ConfigError, ExperimentConfig
+from .fileio import EXIT_IO, describe_os_error
 
 
 def flag(key):
@@ -246,6 +247,9 @@ def _main(parser, args, config):
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a run's file could not be written: a full disk, permissions
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_IO
 
 
 def _console(model):

@@ -12,6 +12,16 @@ import os
 import tempfile
 
 TMP_SUFFIX = ".tmp"
+# The programs' exit code when a file cannot be written or read for a reason of the
+# system's (a full disk, permissions): sysexits.h's EX_IOERR
+EXIT_IO = 74
+
+
+def describe_os_error(e):
+    """An OSError as one line naming the file and the system's reason."""
+    if getattr(e, "filename", None) is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 def _temporary_pattern(path):
@@ -35,11 +45,17 @@ def fsync_directory(directory):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, previous=None, between=None):
     """Yield a temporary path in the same directory; rename it to ``path`` on success.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and
     ``path`` is left untouched.
+
+    ``previous``: where an existing ``path`` is moved once the new file is complete on
+    disk, just before the new file takes its name (a rotation that never leaves the
+    newest complete file missing while the next one is still being written; a full disk
+    fails before anything was renamed). ``between()``, when given, is called just before
+    the new file takes its name (after the rotation, if any): a test hook.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -54,6 +70,10 @@ def atomic_path(path):
         yield tmp
         with open(tmp, "rb") as f:  # data on disk before the rename makes it visible
             os.fsync(f.fileno())
+        if previous is not None and os.path.exists(path):
+            os.replace(path, previous)
+        if between is not None:
+            between()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

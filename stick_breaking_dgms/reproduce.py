@@ -10,11 +10,12 @@ them first with the paper's settings (``--train``), this computes the paper's ta
   (k = 5) pixel baseline with the same fraction of labels;
 
 and writes a report folder (a new one; an existing folder gets a counter, never
-overwritten):
+overwritten). The report is written into a hidden folder beside it and moved into place
+once complete, so a run that fails or is interrupted leaves no report folder behind:
 
 * ``report.md``: measured vs published, the difference and a verdict per cell against
   stated tolerances, the diagnostics, the timings, the command, the date, the machine;
-* ``results.json``: every number (written after each step, atomically);
+* ``results.json``: every number;
 * ``per_example.npz``: per test example, the log p(x) estimates and their Monte Carlo
   errors, the active dimensions, the predicted labels;
 * ``figures/*.png``: learning curves, latent usage (the paper's Figure 2), samples from
@@ -34,12 +35,14 @@ import platform
 import shlex
 import subprocess
 import sys
+import shutil
 import time
 
+import tempfile
 import numpy as np
 
 from . import __version__
-from .argtypes import blas_threads, nonnegative_int, positive_float, positive_int
+from .argtypes import blas_threads, neighbours, nonnegative_int, positive_float, positive_int
 from .config import MODELS, derived_seeds
 from .fileio import write_text
 from .report import VAE_MODELS, build_cells, format_number, render_report
@@ -91,7 +94,7 @@ def build_parser():
                    help="seed of the evaluation's random draws. Default: %(default)s")
     g.add_argument("--test-subset", type=positive_int, default=None, metavar="N",
                    help="evaluate on the first N test examples only (quick checks)")
-    g.add_argument("--knn-k", type=positive_int, nargs="+", default=[3, 5, 10],
+    g.add_argument("--knn-k", type=neighbours, nargs="+", default=[3, 5, 10],
                    help="k of the kNN tables. Default: 3 5 10")
     g.add_argument("--knn-draws", type=positive_int, default=3,
                    help="label draws of the semi-supervised kNN (k = 5) pixel baseline "
@@ -182,6 +185,37 @@ def reserve_folder(path):
 
 def machine_description():
     cpu = platform.processor() or platform.machine()
+def staging_folder(path):
+    """A new hidden folder beside ``path`` where the report is written until it is complete
+    (``.<name>.<random>.partial``), so that a failed run leaves no report folder behind."""
+    base = path.rstrip(os.sep) or path
+    parent = os.path.dirname(os.path.abspath(base))
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix="." + os.path.basename(base) + ".", suffix=".partial",
+                            dir=parent)
+
+
+def publish_folder(staging, path):
+    """Move the complete report from ``staging`` to ``path`` (``path_1``, ... if it exists);
+    return the folder it went to."""
+    final = reserve_folder(path)
+    os.replace(staging, final)  # a folder renamed onto the empty folder just reserved
+    return final
+
+
+def out_folder_problem(path):
+    """Why no report folder can be made at ``path`` (its nearest existing parent not a
+    folder, or not writable), or None; checked before any work."""
+    parent = os.path.dirname(os.path.abspath(path.rstrip(os.sep) or path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{path}: {parent} is not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{path}: cannot write into {parent} (permission denied)"
+    return None
+
+
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -304,8 +338,8 @@ class Evaluation:
             net = lm.config.network
             info = {"path": os.path.abspath(path), "model": lm.model, "name": lm.name,
                     "dataset": lm.dataset, "seed": lm.config.seed,
-                    "best_epoch": lm.meta.get("best_epoch"),
-                    "best_valid_score": lm.meta.get("best_score"),
+                    "best_epoch": lm.best_epoch,
+                    "best_valid_score": lm.best_score,
                     "latent_size": lm.latent_size, "floatX": lm.floatX,
                     "hidden": f"{net.nb_hidden_layers} x {net.hidden_size} "
                               f"{net.hidden_type} {net.activation_type}"}
@@ -391,6 +425,10 @@ class Evaluation:
             x_test, y_test = self.test_split(data)
             rng = np.random.default_rng(self.opts.seed)
             started = time.time()
+            if ks[-1] > len(data.train_x):
+                raise ReproduceError(f"--knn-k {ks[-1]}: more neighbours than the "
+                                     f"{len(data.train_x):,} training examples of "
+                                     f"{lm.dataset}")
             progress = self.progress(f"codes of {lm.name}", len(data.train_x) + len(x_test))
             tr_s, tr_m = lm.codes(data.train_x, rng, progress=progress)
             progress.update(len(data.train_x))
@@ -598,6 +636,11 @@ def main(argv=None):
     except backend.BackendError as e:
         parser.error(f"argument --mode: {e}")
     threads = backend.configure_blas_threads(opts.blas_threads)
+    if not opts.out.strip():
+        parser.error("argument --out: an empty path; expected a folder for the report")
+    problem = out_folder_problem(opts.out)
+    if problem:
+        parser.error(f"argument --out: {problem}")
     from .checkpoints import CheckpointError
     from .datasets import DatasetError
     from .evaluation.loading import find_checkpoints
@@ -606,9 +649,33 @@ def main(argv=None):
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out_dir = reserve_folder(opts.out)
-    if os.path.normpath(out_dir) != os.path.normpath(opts.out):
-        _log(f"{opts.out} exists: writing the report to {out_dir}")
+    from .fileio import EXIT_IO, describe_os_error
+    try:
+        out_dir = staging_folder(opts.out)
+    except OSError as e:
+        print(f"error: --out: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_IO
+    try:
+        code = _evaluate(opts, out_dir, command, threads, paths)
+        if code == 0:
+            final = publish_folder(out_dir, opts.out)
+            if os.path.normpath(final) != os.path.normpath(opts.out):
+                _log(f"{opts.out} exists: the report went to {final}")
+            _log(f"report: {os.path.join(final, 'report.md')}")
+        return code
+    except OSError as e:  # a full disk, permissions: nothing half-written is kept
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_IO
+    finally:
+        if os.path.isdir(out_dir):  # not published: the run failed or was interrupted
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _evaluate(opts, out_dir, command, threads, paths):
+    """Train (``--train``), evaluate and write the report into ``out_dir``; exit code."""
+    from . import backend
+    from .checkpoints import CheckpointError
+    from .datasets import DatasetError
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": command, "machine": machine_description(),
             "package_version": __version__, "backend": backend.describe(),
@@ -642,12 +709,10 @@ def main(argv=None):
         save()
         ev.save_arrays()
     except (ReproduceError, CheckpointError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        save()
+        print(f"error: {e}; no report written", file=sys.stderr)
         return 1
     report = render_report(jsonable(ev.results), ev.results["cells"], opts, meta)
     write_text(os.path.join(out_dir, "report.md"), report)
-    _log(f"report: {os.path.join(out_dir, 'report.md')}")
     return 0
 
 

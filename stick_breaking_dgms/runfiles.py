@@ -64,8 +64,9 @@ class RunLock:
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 return False
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # the pid is for messages only (a full disk)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
         return True
 
@@ -204,6 +205,7 @@ def resolve_run(experiment_dir, prefix, base_name, mode="auto", log=print):
     while True:
         name = base_name if counter == 0 else f"{base_name}_{counter}"
         files = RunFiles(experiment_dir, prefix, name)
+        _refuse_folders(files)
         if not files.exists() and not (os.path.exists(files.lock.path) and _locked(files)):
             break
         candidates.append(files)
@@ -225,6 +227,16 @@ def resolve_run(experiment_dir, prefix, base_name, mode="auto", log=print):
         raise CheckpointError(f"--resume: no run named {prefix}_*_{base_name} in "
                               f"{experiment_dir} to resume")
     return _fresh(experiment_dir, prefix, base_name, counter, log), None
+
+
+def _refuse_folders(files):
+    """CheckpointError when a folder sits where one of the run's files should be (it
+    would make a write fail only after training)."""
+    for path in files.all_paths() + [files.lock.path]:
+        if os.path.isdir(path):
+            raise CheckpointError(f"{path} is a folder where the run's file of that name "
+                                  f"should be; move it away (or use another "
+                                  f"--experiment-dir)")
 
 
 def _locked(files):
@@ -274,12 +286,58 @@ def _resume_choice(last, mode, log):
             return None, None
         return last, None
     status = _status(checkpoint[1])
+    if status in FINISHED and not outputs_complete(last, checkpoint[1]):
+        # killed between the final checkpoint and the final log write: the caller
+        # completes the log and metrics from the checkpoint, without training
+        return last, checkpoint
     if status in FINISHED:
         if mode == "resume":
             raise CheckpointError(f"--resume: run {last.results} has already finished "
                                   f"(status {status}); run without --resume to start a new one")
         return None, None
     return last, checkpoint
+
+
+def outputs_complete(files, meta):
+    """Whether the run's outputs caught up with its checkpoint's run state.
+
+    The log and then the metrics are rewritten from the state after each checkpoint, so
+    they lag it only when a process was killed in between; the metrics file, written
+    last, says the state's status once both are written.
+    """
+    state = meta.get("state") if isinstance(meta, dict) else None
+    if not isinstance(state, dict):
+        return False
+    try:
+        import h5py
+        with h5py.File(files.metrics, "r") as f:
+            return f.attrs.get("status") == state.get("status")
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def run_status(files):
+    """What a run's files say of it, without changing them.
+
+    Returns one of ``"absent"`` (no files), ``"locked"`` (a process is writing it),
+    ``"unfinished"`` (a command would resume it; also a run that ended but whose log is
+    incomplete), ``"finished"``, ``"nan"`` (stopped on a NaN) or ``"damaged"`` (files but
+    no sound checkpoint, and no log saying it ended).
+    """
+    if not files.exists():
+        return "absent"
+    if _locked(files):
+        return "locked"
+    try:
+        checkpoint = load_latest_checkpoint(files, lambda message: None)
+    except CheckpointError:
+        return "finished" if _log_says_finished(files.results) else "damaged"
+    if checkpoint is None:
+        return "finished" if _log_says_finished(files.results) else "unfinished"
+    status = _status(checkpoint[1])
+    if status in FINISHED and outputs_complete(files, checkpoint[1]):
+        return status
+    return "unfinished"
 
 
 def _log_says_finished(path):

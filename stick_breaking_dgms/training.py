@@ -22,9 +22,17 @@ is computed with the best parameters. On top of that:
   (``on_nan="skip-batch"``, the update was already withheld inside the graph);
 * the log and the metrics are rewritten atomically from the state after each epoch.
 
-Checkpoints rotate: the periodic save first renames the current checkpoint to
-``.prev.h5``, then writes the new one atomically, so a hard kill at any moment leaves
-at least one complete checkpoint (at most ``checkpoint_every`` epochs old).
+Checkpoints rotate: each save writes the new checkpoint to a temporary file, and once it
+is complete on disk renames the current one to ``.prev.h5`` and the new one into place,
+so a hard kill at any moment leaves at least one complete checkpoint (at most
+``checkpoint_every`` epochs old), and a full disk fails before anything was renamed. A
+checkpoint that was refused when the run resumed (damaged) is replaced, never rotated
+over the sound ``.prev.h5`` the run resumed from.
+
+Whether a run has finished is said by one thing: the status in its checkpoint's run
+state (``running``, ``finished`` or ``nan``). The final checkpoint is written before the
+log and the metrics; a run killed between the two is completed (log and metrics written
+from the checkpoint, no training) by the next command that resumes it.
 
 Test hook. ``SBDGM_TEST_INTERRUPT="SIGNAL@EVENT:N"`` (e.g. ``SIGTERM@step:250``) makes
 the trainer send itself ``SIGNAL`` (SIGINT, SIGTERM, SIGKILL, ...) at a precise,
@@ -36,7 +44,9 @@ racing a timer. ``EVENT`` is
 * ``validated``: after the validation pass of epoch N, before its checkpoint;
 * ``checkpoint``: right after the periodic checkpoint at the end of epoch N is written;
 * ``rotated``: inside that save, after the old checkpoint became ``.prev.h5`` and
-  before the new one is written (only ``.prev.h5`` exists at that moment).
+  before the new one takes its name (only ``.prev.h5`` exists at that moment);
+* ``final``: after the final checkpoint of a run that ran N epochs, before its log and
+  metrics are written.
 
 The variable is read once, when the Trainer is made; unset (the normal case) it costs
 nothing. It exists for tests only.
@@ -56,8 +66,28 @@ from .checkpoints import CheckpointError, check_shapes, write_checkpoint
 from .fileio import atomic_path, write_text
 
 EXIT_OK, EXIT_NAN = 0, 1
+
+
+class RunWriteError(OSError):
+    """One of a run's files could not be written (a full disk, permissions, ...).
+
+    The message names the file and the system's reason, and says which checkpoint is
+    left to resume from: every write is atomic, so what was written before is untouched.
+    """
+
+    def __init__(self, path, files, cause):
+        kept = [p for p in (files.checkpoint, files.previous_checkpoint) if os.path.exists(p)]
+        left = (f"the last checkpoint written, {kept[0]}, is intact: run the same command "
+                f"again once the problem is solved to resume from it"
+                if kept else "no checkpoint had been written yet")
+        reason = cause.strerror or str(cause)
+        super().__init__(cause.errno, f"cannot write {path}: {reason}; {left}")
+        self.path, self.files, self.cause = path, files, cause
+
+    def __str__(self):
+        return self.strerror
 TEST_INTERRUPT_ENV = "SBDGM_TEST_INTERRUPT"
-TEST_INTERRUPT_EVENTS = ("step", "validated", "checkpoint", "rotated")
+TEST_INTERRUPT_EVENTS = ("step", "validated", "checkpoint", "rotated", "final")
 
 
 def parse_test_interrupt(text):
@@ -92,8 +122,9 @@ class RunState:
     best_score: float = math.inf
     history: list = field(default_factory=list)  # one dict per epoch
     lines: list = field(default_factory=list)  # the log's lines
-    status: str = "running"
+    status: str = "running"  # "finished" or "nan" once the run has ended
     total_seconds: float = 0.0
+    test_result: dict = None  # the best parameters' test metrics, once tested
 
 
 class Progress:
@@ -178,6 +209,9 @@ class Trainer:
         self.best_params = None
         self.signal = None
         self.checkpoint_seconds = []  # time of each periodic save, for measurements
+        # True while files.checkpoint is one the run refused on resuming (damaged): the next
+        # save replaces it instead of rotating it over the sound .prev.h5
+        self.checkpoint_damaged = False
         self._test_interrupt = parse_test_interrupt(os.environ.get(TEST_INTERRUPT_ENV))
 
     def _hook(self, event, count):
@@ -229,6 +263,8 @@ class Trainer:
         self.state = state
         for r, gen in zip(task.rngs, rngs):
             r.set_value(gen, borrow=True)
+        self.checkpoint_damaged = (os.path.abspath(path) != os.path.abspath(self.files.checkpoint)
+                                   and os.path.exists(self.files.checkpoint))
 
     def save_checkpoint(self, with_optimizer=True, periodic=False):
         """Rotate the checkpoint to ``.prev.h5`` and write the current state; return seconds."""
@@ -239,11 +275,13 @@ class Trainer:
         if self.best_params is not None:
             groups["best"] = self.best_params
         meta = dict(self.meta, state=asdict(self.state), rng_states=rng_states(self.task.rngs))
-        if os.path.exists(self.files.checkpoint):
-            os.replace(self.files.checkpoint, self.files.previous_checkpoint)
-        if periodic:
-            self._hook("rotated", self.state.epoch - 1)
-        write_checkpoint(self.files.checkpoint, groups, meta)
+        previous = None if self.checkpoint_damaged else self.files.previous_checkpoint
+        between = (lambda: self._hook("rotated", self.state.epoch - 1)) if periodic else None
+        try:
+            write_checkpoint(self.files.checkpoint, groups, meta, previous, between)
+        except OSError as e:
+            raise RunWriteError(self.files.checkpoint, self.files, e) from None
+        self.checkpoint_damaged = False
         seconds = time.time() - started
         if periodic:
             self.checkpoint_seconds.append(seconds)
@@ -251,11 +289,24 @@ class Trainer:
 
     def save_best(self):
         meta = dict(self.meta, best_epoch=self.state.best_epoch, best_score=self.state.best_score)
-        write_checkpoint(self.files.best, {"params": self.best_params}, meta)
+        try:
+            write_checkpoint(self.files.best, {"params": self.best_params}, meta)
+        except OSError as e:
+            raise RunWriteError(self.files.best, self.files, e) from None
 
     def write_outputs(self):
         """Rewrite the text log and the HDF5 metrics from the state (atomically)."""
+        for path, write in ((self.files.results, self._write_log),
+                            (self.files.metrics, self._write_metrics)):
+            try:
+                write()
+            except OSError as e:
+                raise RunWriteError(path, self.files, e) from None
+
+    def _write_log(self):
         write_text(self.files.results, "".join(line + "\n" for line in self.state.lines))
+
+    def _write_metrics(self):
         hist = self.state.history
         with atomic_path(self.files.metrics) as tmp:
             with h5py.File(tmp, "w") as f:
@@ -266,8 +317,8 @@ class Trainer:
                 keys = sorted({k for h in hist for k in h}) if hist else []
                 for k in keys:
                     f.create_dataset(k, data=np.array([h.get(k, np.nan) for h in hist]))
-                if self.state.status in ("finished", "nan") and hasattr(self, "test_result"):
-                    for k, v in self.test_result.items():
+                if self.state.status in ("finished", "nan") and self.state.test_result:
+                    for k, v in self.state.test_result.items():
                         f.attrs["test_" + k] = v
 
     def emit(self, line):
@@ -380,12 +431,14 @@ class Trainer:
                       f"nothing to test")
             st.status = status
             self.save_checkpoint(with_optimizer=status == "finished")
+            self._hook("final", st.epoch)
             self.write_outputs()
             return EXIT_NAN
         last = _get(task.params)
         _set(task.params, self.best_params)
-        self.test_result = task.test()
-        line = task.format_final(prefix, st.best_epoch, st.best_score, self.test_result,
+        test = task.test()
+        st.test_result = {k: float(v) for k, v in test.items()}
+        line = task.format_final(prefix, st.best_epoch, st.best_score, test,
                                  st.total_seconds / 60)
         skipped = sum(int(h.get("skipped_batches", 0)) for h in st.history)
         if skipped:
@@ -398,8 +451,16 @@ class Trainer:
             _set(task.params, self.best_params)
         else:  # never save non-finite parameters: keep the best ones
             self.save_checkpoint(with_optimizer=False)
+        self._hook("final", st.epoch)
         self.write_outputs()
         return EXIT_OK if status == "finished" else EXIT_NAN
+
+    def complete(self):
+        """Write the log and metrics of a restored run whose checkpoint says it has ended
+        (a kill came between its final checkpoint and its final log write); no training.
+        Returns the exit code the run ended with."""
+        self.write_outputs()
+        return EXIT_OK if self.state.status == "finished" else EXIT_NAN
 
     def _stop_on_nan(self, where):
         self.progress.clear()
@@ -456,6 +517,10 @@ def _check_state(path, meta, n_metrics, n_batches):
         problems.append("timings")
     if state.status not in ("running", "finished", "nan"):
         problems.append(f"status {state.status!r}")
+    if state.test_result is not None and not (
+            isinstance(state.test_result, dict)
+            and all(isinstance(k, str) and is_num(v) for k, v in state.test_result.items())):
+        problems.append("test result")
     if problems:
         raise CheckpointError(f"{path}: damaged run state: " + ", ".join(problems))
     return state

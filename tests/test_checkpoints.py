@@ -236,9 +236,11 @@ def test_resume_new_and_counter(tmp_path):
     again, ckpt = resolve_run(d, prefix, "run", "resume", **quiet)
     assert again.name == "run" and ckpt is not None and ckpt[2] == files.checkpoint
     again.lock.release()
-    # finished: never overwritten, a counter is appended
+    # finished, its log and metrics written: never overwritten, a counter is appended
     write(files.checkpoint, status="finished")
     fileio.write_text(files.results, "epoch 0 ...\nDone! best epoch 0\n")
+    with h5py.File(files.metrics, "w") as f:
+        f.attrs["status"] = "finished"
     new, ckpt = resolve_run(d, prefix, "run", "auto", **quiet)
     assert new.name == "run_1" and ckpt is None
     new.lock.release()
@@ -247,6 +249,73 @@ def test_resume_new_and_counter(tmp_path):
     fresh, _ = resolve_run(d, prefix, "run", "new", **quiet)
     assert fresh.name == "run_1"
     fresh.lock.release()
+
+
+def test_a_run_killed_before_its_final_log_write_is_completed_not_restarted(tmp_path):
+    """The checkpoint's status is the one source of truth: an ended run whose metrics
+    lag it (a kill between the final checkpoint and the log write) is handed back with
+    its checkpoint, for completion, by both auto and --resume; once its metrics say so it
+    is finished and a new run gets a counter."""
+    from stick_breaking_dgms.runfiles import run_status
+    d, prefix = str(tmp_path), "stickBreaking_vae"
+    files = run_files(tmp_path)
+    assert run_status(files) == "absent"
+    write(files.checkpoint, status="finished")
+    fileio.write_text(files.results, "epoch 0 ...\n")  # the final line never written
+    with h5py.File(files.metrics, "w") as f:
+        f.attrs["status"] = "running"
+    assert run_status(files) == "unfinished"
+    for mode in ("auto", "resume"):
+        same, ckpt = resolve_run(d, prefix, "run", mode, log=lambda m: None)
+        assert same.name == "run" and ckpt[1]["state"]["status"] == "finished"
+        assert run_status(files) == "locked"
+        same.lock.release()
+    with h5py.File(files.metrics, "w") as f:
+        f.attrs["status"] = "finished"
+    assert run_status(files) == "finished"
+    new, ckpt = resolve_run(d, prefix, "run", "auto", log=lambda m: None)
+    assert new.name == "run_1" and ckpt is None
+    new.lock.release()
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "previous_checkpoint", "results", "lock"])
+def test_a_folder_where_a_run_file_should_be_is_refused_naming_it(tmp_path, which):
+    files = run_files(tmp_path)
+    path = files.lock.path if which == "lock" else getattr(files, which)
+    os.mkdir(path)
+    with pytest.raises(CheckpointError) as info:
+        resolve_run(str(tmp_path), files.prefix, "run", "auto", log=lambda m: None)
+    assert path in str(info.value) and "is a folder" in str(info.value)
+
+
+def test_rotation_keeps_the_newest_checkpoint_until_the_next_one_is_complete(tmp_path):
+    """write_checkpoint(previous=...) renames the old file only once the new one is on
+    disk: a write that fails (here: an array the format refuses, raised while writing
+    the temporary file) leaves both files as they were and no temporary behind."""
+    files = run_files(tmp_path)
+    first = write(files.checkpoint, seed=1)
+    write(files.previous_checkpoint, seed=2)
+    before = {p: open(p, "rb").read() for p in (files.checkpoint, files.previous_checkpoint)}
+    seen = []
+
+    def between():
+        seen.append((os.path.exists(files.checkpoint), os.path.exists(files.previous_checkpoint)))
+
+    real = checkpoints._checksum
+    checkpoints._checksum = lambda *a: (_ for _ in ()).throw(OSError(28, "No space left"))
+    try:
+        with pytest.raises(OSError):
+            write_checkpoint(files.checkpoint, {"params": arrays(3)}, {},
+                             files.previous_checkpoint, between)
+    finally:
+        checkpoints._checksum = real
+    assert {p: open(p, "rb").read() for p in before} == before and seen == []
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in before)
+    write_checkpoint(files.checkpoint, {"params": arrays(3)}, {}, files.previous_checkpoint,
+                     between)
+    assert seen == [(False, True)]  # the hook sees the old file moved, the new not yet
+    groups, _ = read_checkpoint(files.previous_checkpoint)
+    assert all(np.array_equal(groups["params"][n], first["params"][n]) for n in first["params"])
 
 
 def test_finished_run_with_damaged_checkpoint_is_not_overwritten(tmp_path):

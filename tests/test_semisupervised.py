@@ -585,6 +585,13 @@ def test_gauss_dgm_trains_on_your_own_three_class_file_and_classify_reads_it(mni
     capsys.readouterr()
     assert classify.main([best[0]]) == 0
     assert f"test error {FINAL.match(final[0]).group(4)}%" in capsys.readouterr().out
+    # labels the three-output model cannot predict: refused, not scored
+    keep = mnist.train_y < 6
+    other = tmp_path / "digits0to5.npz"
+    np.savez(other, x=mnist.train_x[keep][:600], y=mnist.train_y[keep][:600])
+    assert classify.main([best[0], "--dataset", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert str(other) in err and "labels up to 5" in err and "predicts 3 classes" in err
 
 
 def test_semi_supervised_script_refuses_a_file_without_labels(tmp_path, capsys):

@@ -52,7 +52,7 @@ def run_status(params_path):
                 if key.startswith("test_"):
                     out[key] = float(f.attrs[key])
             return out
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError) as e:
         return {"metrics_file": path, "status": f"unreadable ({type(e).__name__})"}
 
 
@@ -69,7 +69,7 @@ def learning_curve(params_path):
             epochs = (np.asarray(f["epoch"][()]) if "epoch" in f
                       else np.arange(len(scores)))
             return epochs, scores
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, TypeError):
         return None
 
 
@@ -128,7 +128,16 @@ class LoadedModel:
 
     @property
     def best_epoch(self):
-        return self.meta.get("best_epoch")
+        """The file's best epoch (an integer), or None when it does not say one."""
+        value = self.meta.get("best_epoch")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def best_score(self):
+        """The best epoch's validation score (a float), or None when it does not say one."""
+        value = self.meta.get("best_score")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return float(value) if ok else None
 
     def compiled(self, name, build):
         """Compile ``build()`` once per model, under the model's floatX."""
