@@ -118,15 +118,26 @@ def test_nothing_below_the_command_line_imports_it():
     import ast
     pkg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        "stick_breaking_dgms")
+    cli = "stick_breaking_dgms.cli"
     for path in glob.glob(os.path.join(pkg, "**", "*.py"), recursive=True):
-        if path.endswith("cli.py"):
+        if os.path.join(pkg, "cli.py") == path:
             continue
+        # the module's package, to resolve relative imports (a subpackage may have a cli
+        # module of its own)
+        package = ["stick_breaking_dgms"] + os.path.relpath(os.path.dirname(path), pkg) \
+            .replace(os.sep, "/").split("/")
+        package = [p for p in package if p != "."]
         tree = ast.parse(open(path).read())
-        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-        for node in top:
-            names = [a.name for a in node.names]
-            mod = getattr(node, "module", None) or ""
-            assert not (mod.endswith("cli") or "cli" in names and mod in ("", ".")), path
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                imported = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = package[:len(package) - node.level + 1] if node.level else []
+                mod = ".".join(base + ([node.module] if node.module else []))
+                imported = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            else:
+                continue
+            assert cli not in imported, path
 
 
 SMALL = ["--hidden-size", "20", "--truncation-level", "5", "--max-epoch", "1",
