@@ -61,6 +61,8 @@ def main():
     p.add_argument("--out", default=os.path.join(HERE, "benchmarks", "results",
                                                  "load_checks.json"))
     args = p.parse_args()
+    args.checkpoint = os.path.abspath(args.checkpoint)  # the probes run in each tree
+    args.data_dir = os.path.abspath(args.data_dir)
     trees = {"before": os.path.abspath(args.before), "after": HERE}
     times = {name: {k: [] for k in ("mnist", "checkpoint", "rebuild")} for name in trees}
     load_before = os.getloadavg()
