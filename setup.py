@@ -28,8 +28,17 @@ setup(
         # not needed to read the file, so the README installs it with --no-deps).
         # matplotlib: the report's figures; jax: the JAX-mode tests, where PyTensor runs
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.6",
-                 'jax>=0.4.30; python_version >= "3.12"'],
+                 'jax>=0.4.30; python_version >= "3.12"',
+                 "dask[distributed]>=2024.1",  # = the "sweep" extra: tests/test_sweep.py
+                 # = the "docs" extra: tests/test_docs.py builds the docs, runs their examples
+                 "sphinx>=8", "pydata-sphinx-theme>=0.16", "numpydoc>=1.8", "myst-parser>=4"],
+        # sbdgm-sweep: runs of a grid as Dask tasks. An extra, not a requirement: training
+        # a model needs none of Dask's dependencies (tornado, msgpack, psutil, ...), only
+        # sweeps do.
+        "sweep": ["dask[distributed]>=2024.1"],
         "figures": ["matplotlib>=3.6"],
+        # the documentation in docs/: Sphinx, the PyData theme, numpydoc, MyST Markdown
+        "docs": ["sphinx>=8", "pydata-sphinx-theme>=0.16", "numpydoc>=1.8", "myst-parser>=4"],
         # --mode JAX: PyTensor's JAX linker (a GPU when JAX sees one)
         "jax": ['jax>=0.4.30; python_version >= "3.12"'],
     },
@@ -42,5 +51,6 @@ setup(
         "sbdgm-train-gauss-ssdgm=stick_breaking_dgms.cli:main_gauss_ssdgm",
         "sbdgm-classify=stick_breaking_dgms.classify:console",
         "sbdgm-reproduce=stick_breaking_dgms.reproduce:console",
+        "sbdgm-sweep=stick_breaking_dgms.sweep.cli:console",
     ]},
 )
