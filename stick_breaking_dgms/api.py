@@ -1,9 +1,19 @@
-"""Training from Python: what the scripts do, given a configuration instead of flags.
+"""The package from Python: what the scripts do, given a configuration instead of flags.
 
->>> from stick_breaking_dgms.api import train                          # doctest: +SKIP
+>>> from stick_breaking_dgms import api                                # doctest: +SKIP
 >>> from stick_breaking_dgms.config import ExperimentConfig, LatentConfig
 >>> cfg = ExperimentConfig("sb_vae", latent=LatentConfig("gamma"))     # doctest: +SKIP
->>> code = train(cfg, experiment_dir="runs")                           # doctest: +SKIP
+>>> run = api.fit(cfg, experiment_dir="runs")                          # doctest: +SKIP
+>>> run.best_epoch, run.test, run.history[-1]["valid_score"]           # doctest: +SKIP
+>>> model = run.model()                       # the best parameters    # doctest: +SKIP
+>>> api.log_likelihood(model, x_test, samples=100)                     # doctest: +SKIP
+
+* :func:`fit` trains (or resumes) and returns a :class:`Run`: the run's files, how it
+  ended, its per-epoch history, its best epoch and test metrics, and its trained model;
+  :func:`train` does the same and returns the scripts' exit code.
+* :func:`load` rebuilds a trained model from any of its files (best parameters or
+  checkpoint); :func:`log_likelihood`, :func:`latent_codes` and :func:`classify` evaluate
+  it on arrays, as ``sbdgm-reproduce`` and ``sbdgm-classify`` do.
 
 :func:`train` loads the data, names the run from the configuration as the original
 scripts name it, resumes an unfinished run of the same configuration from its
@@ -78,10 +88,131 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
     files, checkpoint = resolve_run(experiment_dir, config.spec.prefix, run_name_of(config),
                                     resume)
     try:  # the run's lock is held from here on
-        return _train(config, data, files, checkpoint, threads, blas_threads, progress,
+        code = _train(config, data, files, checkpoint, threads, blas_threads, progress,
                       started, backend, out)
+        _last_files[0] = files
+        return code
     finally:
         files.lock.release()
+
+
+_last_files = [None]  # the files of the run train() just wrote, for fit()
+
+
+def fit(config, experiment_dir="./experiments/", resume="auto", blas_threads="auto",
+        progress="auto", out=None, mode="C"):
+    """Train (or resume) the run of ``config`` like :func:`train`; return its :class:`Run`.
+
+    Parameters as :func:`train`. A run stopped by Ctrl-C has ``status == "running"``
+    (fit it again to resume it).
+    """
+    _last_files[0] = None
+    code = train(config, experiment_dir, resume, blas_threads, progress, out, mode)
+    return Run.of(_last_files[0], code)
+
+
+class Run:
+    """A training run as its files describe it.
+
+    Attributes
+    ----------
+    files : runfiles.RunFiles
+        Where its log, metrics, checkpoint and best parameters are.
+    exit_code : int
+        What the script would have returned (0 finished, 1 NaN, 128 + n signal n).
+    status : {"running", "finished", "nan"}
+    stopped_by : {"early stopping", "max_epoch", "nan", None}
+    history : list of dict
+        One dict per epoch: ``epoch``, ``seconds``, ``train_*`` and ``valid_*`` metrics.
+    best_epoch : int
+        -1 when no epoch had a finite validation score.
+    best_score : float
+        The best validation score (lower is better).
+    test : dict
+        The best parameters' test metrics (``score`` and the model's others), once ended.
+    config : config.ExperimentConfig
+    """
+
+    def __init__(self, files, exit_code, state, config):
+        self.files, self.exit_code, self.config = files, exit_code, config
+        self.status, self.stopped_by = state.get("status"), state.get("stopped_by")
+        self.history = list(state.get("history") or [])
+        self.best_epoch = state.get("best_epoch", -1)
+        self.best_score = state.get("best_score")
+        self.test = dict(state.get("test_result") or {})
+
+    @classmethod
+    def of(cls, files, exit_code=None):
+        """The Run of ``files`` (a :class:`~.runfiles.RunFiles`) from its newest sound
+        checkpoint."""
+        from .runfiles import load_latest_checkpoint
+        found = load_latest_checkpoint(files, lambda message: None)
+        if found is None:
+            raise CheckpointError(f"{files.checkpoint}: the run has no checkpoint yet")
+        _, meta, path = found
+        return cls(files, exit_code, meta.get("state") or {}, config_of_checkpoint(meta, path))
+
+    def model(self):
+        """The trained model with its best parameters (:func:`load`)."""
+        return load(self.files.best)
+
+    def __repr__(self):
+        return (f"Run({self.files.name!r}, status={self.status!r}, stopped_by="
+                f"{self.stopped_by!r}, epochs={len(self.history)}, best_epoch="
+                f"{self.best_epoch}, test={self.test})")
+
+
+def load(path):
+    """Rebuild the trained model of a best-parameters file or a checkpoint.
+
+    Returns an :class:`~.evaluation.loading.LoadedModel`: ``.net`` (the network, its
+    parameters loaded), ``.config``, ``.codes(x, rng)``, ``.decode_mean(codes)`` and,
+    for the semi-supervised models, ``.label_probs(x)``. Raises CheckpointError naming
+    ``path`` when the file is unsound or does not fit the model it describes.
+    """
+    from .evaluation.loading import load_model
+    return load_model(os.fspath(path))
+
+
+def log_likelihood(model, x, samples=100, seed=1234, progress=None):
+    r"""Importance-sampled :math:`\log p(x)` of each row of ``x`` under a VAE (SB-VAE,
+    Gauss-VAE) loaded with :func:`load`, as ``sbdgm-reproduce`` computes it.
+
+    Returns a dict with ``log_px`` (per row), ``mc_se``, ``elbo``, ``ess`` and the
+    summary of :func:`.evaluation.likelihood.summarize` under ``summary`` (mean, median,
+    outliers, ...).
+    """
+    from .evaluation.likelihood import importance_sampled_log_likelihood, summarize
+    per = importance_sampled_log_likelihood(model, x, samples=samples, seed=seed,
+                                            progress=progress)
+    return dict(per, summary=summarize(per))
+
+
+def latent_codes(model, x, seed=1234):
+    """(sampled codes, posterior-mean codes) of the rows of ``x``: the stick weights (or
+    Gaussian draws) the kNN tables classify."""
+    import numpy as np
+    return model.codes(x, np.random.default_rng(seed))
+
+
+def classify(model, x):
+    """(predicted labels, q(y | x)) of the rows of ``x`` under a semi-supervised model
+    loaded with :func:`load`: argmax q(y | x), as ``sbdgm-classify``."""
+    from .backend import floatX_as
+    from .classify import predict
+    if not model.config.semi:
+        raise ValueError(f"{model.path}: the {model.config.spec.title} has no classifier")
+    with floatX_as(model.floatX):
+        return predict(model.net, x)
+
+
+def print_run_files(files, out):
+    """Say where each of the run's files goes."""
+    for what, path in (("log", files.results), ("metrics", files.metrics),
+                       ("metrics table", files.metrics_csv),
+                       ("checkpoint", f"{files.checkpoint} (the one before: .prev.h5)"),
+                       ("best parameters", files.best)):
+        print(f"  {what + ':':17s}{path}", file=out, flush=True)
 
 
 def check_experiment_dir(path):
@@ -158,7 +289,9 @@ def _train(config, data, files, checkpoint, threads, blas_threads, progress, sta
     from .factory import build_task
     from .runfiles import load_latest_checkpoint
     from .training import Trainer
-    print("... building the model", file=out, flush=True)
+    print("... building the model and compiling its graphs (about a minute the first time on "
+          "a machine; the compiled code is cached, later runs take seconds)", file=out,
+          flush=True)
     task = build_task(config, data)
     meta = {"model": config.model, "config": config.to_dict(), "args": config.flat(),
             "package_version": __version__, "backend": backend.NAME,
@@ -215,7 +348,8 @@ def _train(config, data, files, checkpoint, threads, blas_threads, progress, sta
         for line in trainer.state.lines:
             print(line, file=out, flush=True)
     else:
-        print(f"Results: {files.results}", file=out, flush=True)
+        print(f"New run {files.name} in {files.experiment_dir}", file=out, flush=True)
+    print_run_files(files, out)
     print(f"Training for up to {t.max_epoch} epochs ({task.n_train_batches} batches each; "
           f"ready after {time.time() - started:.1f}s)", file=out, flush=True)
     return trainer.run()

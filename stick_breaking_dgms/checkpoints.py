@@ -1,8 +1,10 @@
 """HDF5 checkpoints: arrays, JSON metadata and a checksum, written atomically.
 
 A checkpoint file holds named arrays in groups (``params``, ``optimizer``, ``best``),
-JSON-encoded metadata in the root attributes, and a SHA-256 checksum over the metadata
-and every array (name, dtype, shape and bytes). Files are written through
+each array at its name (``params/encoder/0/W``, ``optimizer/adam/m/encoder/0/W``), so
+``h5ls -r`` or HDFView show the parameters by name; JSON-encoded metadata in the root
+attributes; and a SHA-256 checksum over the metadata and every array (name, dtype, shape
+and bytes). Files are written through
 :func:`~.fileio.atomic_path`, so a reader sees the previous file or the complete new one.
 
 :func:`read_checkpoint` refuses, with a :class:`CheckpointError` naming the file and
@@ -22,7 +24,9 @@ import numpy as np
 from .fileio import atomic_path
 
 FORMAT = "stick_breaking_dgms-checkpoint"
-FORMAT_VERSION = 2  # 2: the checksum covers the metadata too; 1: arrays only (still read)
+# 3: arrays stored under their names (encoder/0/W), readable in h5ls or HDFView;
+# 2: arrays stored by index, the checksum covering the metadata; 1: arrays only (both still read)
+FORMAT_VERSION = 3
 NUMERIC_KINDS = "biuf"
 # A checkpoint is written uncompressed, so its arrays cannot hold much more than the file;
 # anything larger (a crafted dataset with a huge shape) is refused before it is read.
@@ -51,14 +55,18 @@ def write_checkpoint(path, groups, meta, previous=None, between=None):
     With ``previous``, an existing ``path`` is renamed to it once the new file is
     complete (:func:`.fileio.atomic_path`; ``between`` is its test hook).
 
-    Array names may contain ``/`` (e.g. ``encoder/0/W``); datasets are stored under
-    their index and the names in the group's ``names`` attribute.
+    Array names may contain ``/`` (e.g. ``encoder/0/W``): each array is stored at its
+    name inside its group (HDF5 makes the intermediate groups), and the group's ``names``
+    attribute lists them in order.
     """
     groups = {g: {n: np.asarray(a) for n, a in arrays.items()} for g, arrays in groups.items()}
     for group, arrays in groups.items():
         for name, arr in arrays.items():
             if arr.dtype.kind not in NUMERIC_KINDS:
                 raise ValueError(f"checkpoint array {group}/{name} has dtype {arr.dtype}")
+            if not _valid_name(name) or any(other.startswith(name + "/") for other in arrays):
+                raise ValueError(f"checkpoint array name {group}/{name!r}: expected names "
+                                 f"like encoder/0/W, none the folder of another")
     meta_json = json.dumps(meta, sort_keys=True)
     with atomic_path(path, previous, between) as tmp:
         with h5py.File(tmp, "w") as f:
@@ -70,8 +78,8 @@ def write_checkpoint(path, groups, meta, previous=None, between=None):
             for group, arrays in groups.items():
                 g = f.create_group(group)
                 g.attrs["names"] = json.dumps(list(arrays))
-                for i, (name, arr) in enumerate(arrays.items()):
-                    g.create_dataset(str(i), data=arr)
+                for name, arr in arrays.items():
+                    g.create_dataset(name, data=arr)
 
 
 def _text_attr(holder, key, path, where=""):
@@ -100,7 +108,13 @@ def _json_attr(holder, key, path, kind, where=""):
     return value
 
 
-def _read_groups(f, path, group_names, budget):
+def _valid_name(name):
+    """A relative HDF5 path without empty, '.' or '..' parts (it cannot leave its group)."""
+    parts = name.split("/") if isinstance(name, str) else [""]
+    return all(p and p not in (".", "..") for p in parts)
+
+
+def _read_groups(f, path, group_names, budget, by_name=True):
     groups, total = {}, 0
     for group in group_names:
         if not isinstance(group, str) or group not in f or not isinstance(f[group], h5py.Group):
@@ -110,9 +124,12 @@ def _read_groups(f, path, group_names, budget):
         if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
             raise CheckpointError(f"{path}: damaged checkpoint: group '{group}' has invalid "
                                   f"array names")
+        if by_name and not all(_valid_name(n) for n in names):
+            raise CheckpointError(f"{path}: damaged checkpoint: group '{group}' has invalid "
+                                  f"array names")
         arrays = {}
         for i, name in enumerate(names):
-            ds = g.get(str(i))
+            ds = g.get(name if by_name else str(i))
             if not isinstance(ds, h5py.Dataset):
                 raise CheckpointError(f"{path}: damaged checkpoint: missing the array "
                                       f"'{group}/{name}'")
@@ -150,7 +167,7 @@ def read_checkpoint(path, required_groups=()):
                     raise CheckpointError(f"{path}: not a {FORMAT} file (format attribute "
                                           f"{fmt!r})")
                 version = f.attrs.get("format_version")
-                if not isinstance(version, (int, np.integer)) or int(version) not in (1, 2):
+                if not isinstance(version, (int, np.integer)) or int(version) not in (1, 2, 3):
                     raise CheckpointError(f"{path}: unsupported checkpoint format version "
                                           f"{version!r}")
                 meta_json = _text_attr(f, "meta", path)
@@ -158,7 +175,7 @@ def read_checkpoint(path, required_groups=()):
                 group_names = _json_attr(f, "groups", path, list)
                 expected = _text_attr(f, "checksum", path)
                 groups = _read_groups(f, path, group_names,
-                                      _SIZE_FACTOR * size + _SIZE_SLACK)
+                                      _SIZE_FACTOR * size + _SIZE_SLACK, int(version) >= 3)
             except CheckpointError:
                 raise
             except Exception as e:
@@ -168,7 +185,7 @@ def read_checkpoint(path, required_groups=()):
         raise
     except Exception as e:  # closing a damaged file can fail too
         raise CheckpointError(f"{path}: damaged checkpoint: {type(e).__name__}: {e}") from None
-    actual = _checksum(groups, meta_json if int(version) == 2 else None)
+    actual = _checksum(groups, meta_json if int(version) >= 2 else None)
     if actual != expected:
         raise CheckpointError(f"{path}: checksum mismatch: the file is corrupted")
     for group in required_groups:

@@ -48,6 +48,8 @@ def build_parser():
                     "error rate of argmax q(y|x) and optionally write the predictions.",
         epilog="Exit codes: 0 success, 1 missing/damaged checkpoint or one of a model that "
                "does not classify, 2 bad arguments, 74 --output could not be written.")
+    from .cli import add_version
+    add_version(p)
     p.add_argument("checkpoint",
                    help="the run's best-parameters file (<prefix>_params_<args>.h5) or its "
                         "full checkpoint (<prefix>_checkpoint_<args>.h5)")
@@ -150,7 +152,12 @@ def _load_data(args, stored):
 
 
 def predict(model, x, batch_size=PREDICT_BATCH):
-    """(predicted labels, q(y | x)) for the rows of ``x``: argmax of the clipped softmax."""
+    """(predicted labels, q(y | x)) for the rows of ``x``: argmax of the clipped softmax.
+
+    The model clips q(y | x) into [1e-4, 1 - 1e-4] as the original does (its log enters
+    the objective), so a clipped row sums to slightly more than 1 (up to 1.0008 with ten
+    classes); the rows returned here are divided by their sums, which keeps the argmax.
+    """
     from .backend import at, floatX, function
     xs = at.matrix("x")
     probs = model.label_probs(xs)
@@ -162,7 +169,8 @@ def predict(model, x, batch_size=PREDICT_BATCH):
         all_probs.append(p)
     if not labels:
         return np.zeros(0, dtype=np.int64), np.zeros((0, model.n_classes), dtype=floatX())
-    return np.concatenate(labels), np.concatenate(all_probs)
+    probs = np.concatenate(all_probs)
+    return np.concatenate(labels), probs / probs.sum(axis=1, keepdims=True)
 
 
 def write_predictions(path, predicted, probs, labels, info, force=False):

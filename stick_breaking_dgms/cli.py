@@ -18,6 +18,27 @@ from .config import MODELS, ConfigError, ExperimentConfig
 from .fileio import EXIT_IO, describe_os_error
 
 
+def version_text():
+    """``stick_breaking_dgms 0.1.0 (aesara 2.9.4, Python 3.11.7)``: read from the installed
+    packages' metadata, without importing the symbolic library (instant)."""
+    import importlib.metadata
+    import platform
+    from . import __version__
+    found = []
+    for name in ("aesara", "pytensor", "jax"):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return (f"stick_breaking_dgms {__version__} ({', '.join(found + [''])}Python "
+            f"{platform.python_version()})")
+
+
+def add_version(parser):
+    """``--version`` on a command-line program."""
+    parser.add_argument("--version", action="version", version=version_text())
+
+
 def flag(key):
     """The command-line flag of a flat configuration key (``hidden_size``: ``--hidden-size``)."""
     return "--" + key.replace("_", "-")
@@ -30,10 +51,10 @@ def build_parser(model):
     sb, semi = spec.construction == "stick-breaking", spec.semi
     D = ExperimentConfig(model).flat()  # the defaults
     p = argparse.ArgumentParser(
-        description=f"Train the {spec.title} with Aesara, evaluate it on the test set "
-                    f"with the best validation parameters.",
+        description=f"Train the {spec.title} (Aesara or PyTensor), evaluate it on the test "
+                    f"set with the best validation parameters.",
         epilog="Outputs, in --experiment-dir, named from the sorted arguments as the original "
-               f"({spec.prefix}_results_<args>.txt, _metrics_<args>.h5, "
+               f"({spec.prefix}_results_<args>.txt, _metrics_<args>.h5 and .csv, "
                "_checkpoint_<args>.h5, _params_<args>.h5 for the best parameters), each "
                "written to a temporary file and renamed. Running the same command again "
                "resumes an unfinished run from its checkpoint, exactly as if it had not "
@@ -41,7 +62,11 @@ def build_parser(model):
                "_2, ... appended to the name, so no finished run is overwritten (nor one that "
                "another process is writing). Ctrl-C or SIGTERM saves a checkpoint and exits; "
                "a hard kill loses at most the last --checkpoint-every epochs. A damaged "
-               "checkpoint is refused and the previous one (.prev.h5) used.")
+               "checkpoint is refused and the previous one (.prev.h5) used. Exit codes: 0 "
+               "finished, 1 stopped on a NaN or an unusable checkpoint or data file, 2 bad "
+               "arguments, 74 a file could not be written (full disk, permissions), 128 + n "
+               "stopped by signal n (state saved).")
+    add_version(p)
 
     g = p.add_argument_group("Experiment options")
     g.add_argument("--dataset", default=D["dataset"], type=dataset_arg,

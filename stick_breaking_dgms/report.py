@@ -51,7 +51,7 @@ def build_cells(results, opts):
     tables = set(opts.table)
 
     def add(table, dataset, model, setting, measured, measured_pm, published, tolerance,
-            note=""):
+            note="", detail=""):
         pub_value = None if published is None else published.value
         pub_pm = None if published is None else published.pm
         if published is not None and published.pm is not None and table != "likelihood":
@@ -61,7 +61,8 @@ def build_cells(results, opts):
         cells.append({"table": table, "dataset": dataset, "model": model, "setting": setting,
                       "published": pub_value, "published_pm": pub_pm, "measured": measured,
                       "measured_pm": measured_pm, "difference": diff, "tolerance": tolerance,
-                      "verdict": verdict(measured, pub_value, tolerance), "note": note})
+                      "verdict": verdict(measured, pub_value, tolerance), "note": note,
+                      "detail": detail})
 
     if "likelihood" in tables:
         measured_keys = set()
@@ -70,12 +71,14 @@ def build_cells(results, opts):
             s = lik.get(rec.dataset, {}).get(rec.model)
             m, pm = _likelihood_measured(s)
             measured_keys.add((rec.dataset, rec.model))
-            add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats)
+            add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats,
+                detail=_likelihood_detail(s))
         for dataset, models in lik.items():
             for model, s in models.items():
                 if (dataset, model) not in measured_keys:
                     m, pm = _likelihood_measured(s)
-                    add("likelihood", dataset, model, {}, m, pm, None, opts.tolerance_nats)
+                    add("likelihood", dataset, model, {}, m, pm, None, opts.tolerance_nats,
+                        detail=_likelihood_detail(s))
     if "knn" in tables:
         knn = results["knn"]
         seen = set()
@@ -124,6 +127,16 @@ def _likelihood_measured(summary):
     m = float(m) if not isinstance(m, str) else float(m)
     se = summary["se_nll"]
     return m, (None if se is None else float(se))
+
+
+def _likelihood_detail(summary):
+    """The usable numbers beside a mean that outliers move: the median and the mean
+    without the outliers (empty when there are none)."""
+    if not summary or not summary.get("n_outliers"):
+        return ""
+    n = int(summary["n_outliers"])
+    return (f"median {format_number(summary.get('median_nll'))}; mean without the {n} "
+            f"outlier{'s' if n != 1 else ''} {format_number(summary.get('mean_nll_without_outliers'))}")
 
 
 def _knn_measured(res, k):
@@ -202,6 +215,11 @@ def render_report(results, cells, opts, meta):
             if status == "running":
                 status = (f"**still running** ({run.get('epochs_done', '?')} epochs done; "
                           f"best parameters so far)")
+            elif status == "finished" and run.get("stopped_by") == "max_epoch":
+                status = (f"stopped by --max-epoch after {run.get('epochs_done', '?')} epochs "
+                          f"(before early stopping)")
+            elif status == "finished" and run.get("stopped_by") == "early stopping":
+                status = f"finished by early stopping ({run.get('epochs_done', '?')} epochs)"
             extra = (f", {c['labels_percent']} % labels" if "labels_percent" in c else "")
             score = c.get("best_valid_score")
             w(f"| {model_name(c.get('name', c['model']))}{extra} | {dataset_name(c['dataset'])} | "
@@ -235,16 +253,19 @@ def render_report(results, cells, opts, meta):
               f"classifies pixels with the labelled fraction of the training set only "
               f"({opts.knn_draws} label draws).")
         w("")
-        w("| model | data set | setting | published | measured | difference | verdict |")
+        w(f"| model | data set | setting | published ({unit}) | measured ({unit}) | "
+          f"difference ({unit}) | verdict |")
         w("|---|---|---|---|---|---|---|")
         for c in rows:
             note = f" ({c['note']})" if c["note"] and c["measured"] is None else ""
             published = ("—" if c["published"] is None
                          else _pm(c["published"], c["published_pm"]))
             diff = "—" if c["difference"] is None else _signed(c["difference"])
+            detail = f" ({c['detail']})" if c.get("detail") else ""
             w(f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | "
               f"{setting_text(c['setting']) or '—'} | {published} | "
-              f"{_pm(c['measured'], c['measured_pm'])}{note} | {diff} | {c['verdict']} |")
+              f"{_pm(c['measured'], c['measured_pm'])}{note}{detail} | {diff} | "
+              f"{c['verdict']} |")
     lik = results["likelihood"]
     if lik:
         w("")
@@ -333,7 +354,7 @@ def render_report(results, cells, opts, meta):
         w("None (no VAE checkpoint, or --no-figures).")
     else:
         for key, rel in figs.items():
-            w(f"* {key}: [`{rel}`]({rel})")
+            w(f"* {key}: [`{rel}`]({rel}) ([PDF]({os.path.splitext(rel)[0]}.pdf))")
         for key, rel in figs.items():
             w("")
             w(f"![{key}]({rel})")

@@ -18,8 +18,10 @@ once complete, so a run that fails or is interrupted leaves no report folder beh
 * ``results.json``: every number;
 * ``per_example.npz``: per test example, the log p(x) estimates and their Monte Carlo
   errors, the active dimensions, the predicted labels;
-* ``figures/*.png``: learning curves, latent usage (the paper's Figure 2), samples from
-  the prior and reconstructions (needs matplotlib: ``pip install -e .[figures]``).
+* ``figures/*.png`` and a PDF beside each: learning curves, latent usage (the paper's
+  Figure 2), 2-D embeddings of the codes, kNN error against k, semi-supervised error
+  against the label fraction, samples from the prior and reconstructions (needs
+  matplotlib: ``pip install -e .[figures]``).
 
 Example (the full MNIST check)::
 
@@ -33,12 +35,12 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
-import shutil
+import tempfile
 import time
 
-import tempfile
 import numpy as np
 
 from . import __version__
@@ -72,14 +74,22 @@ class ReproduceError(Exception):
 
 # -- command line -----------------------------------------------------------------------
 
+def program_name():
+    """How the user called the program: ``sbdgm-reproduce`` or ``python -m ...``."""
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return called if called.startswith("sbdgm-") else "python -m stick_breaking_dgms.reproduce"
+
+
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m stick_breaking_dgms.reproduce",
+        prog=program_name(),
         description="Evaluate trained SB-VAE / Gauss-VAE / SB-DGM / Gauss-DGM runs as the paper "
                     "does and write a report of measured vs published numbers.",
         epilog="The model, data set and split of each file come from its stored arguments. "
                "Example: python -m stick_breaking_dgms.reproduce runs/sbvae_full "
                "runs/gaussvae_full --out results/mnist_full")
+    from .cli import add_version
+    add_version(p)
     p.add_argument("checkpoints", nargs="*", metavar="PATH",
                    help="best-parameters files (*_params_*.h5) or folders holding them")
     p.add_argument("--table", nargs="+", choices=TABLES, default=list(TABLES),
@@ -114,8 +124,11 @@ def build_parser():
     g.add_argument("--blas-threads", default="auto", type=blas_threads,
                    help="OpenBLAS threads of the compiled graphs (auto or a number). "
                         "Default: %(default)s")
-    g.add_argument("--progress", default="auto", choices=["auto", "never"],
-                   help="progress lines on stderr for long steps. Default: %(default)s")
+    g.add_argument("--progress", default="auto", choices=["auto", "always", "never"],
+                   help="progress lines on stderr for long steps (auto and always: a live "
+                        "line on a terminal, a line per tenth of the work in a log; never: "
+                        "none), the same choices as the training scripts'. "
+                        "Default: %(default)s")
     g.add_argument("--mode", default="C", choices=["C", "JAX"],
                    help="C: the C virtual machine with the fused C kernels; JAX: the JAX linker "
                         "(PyTensor only, pip install jax; a GPU when JAX sees one). "
@@ -183,8 +196,6 @@ def reserve_folder(path):
             candidate = f"{base}_{counter}"
 
 
-def machine_description():
-    cpu = platform.processor() or platform.machine()
 def staging_folder(path):
     """A new hidden folder beside ``path`` where the report is written until it is complete
     (``.<name>.<random>.partial``), so that a failed run leaves no report folder behind."""
@@ -216,6 +227,8 @@ def out_folder_problem(path):
     return None
 
 
+def machine_description():
+    cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -273,7 +286,7 @@ def train_runs(opts):
         for variant in variants:
             argv = (["--dataset", opts.dataset, "--data-dir", opts.data_dir,
                      "--max-epoch", str(opts.max_epoch), "--experiment-dir", opts.experiment_dir,
-                     "--progress", "never" if opts.progress == "never" else "auto"]
+                     "--progress", opts.progress]
                     + PAPER_SETTINGS.get((model, opts.dataset), []) + variant
                     + shlex.split(opts.train_args))
             _log(f"== training {model}: {' '.join(shlex.quote(a) for a in argv)}")
@@ -423,12 +436,12 @@ class Evaluation:
                 self.results["notes"].append(f"{lm.dataset}: no labels, no kNN")
                 continue
             x_test, y_test = self.test_split(data)
-            rng = np.random.default_rng(self.opts.seed)
-            started = time.time()
             if ks[-1] > len(data.train_x):
                 raise ReproduceError(f"--knn-k {ks[-1]}: more neighbours than the "
                                      f"{len(data.train_x):,} training examples of "
                                      f"{lm.dataset}")
+            rng = np.random.default_rng(self.opts.seed)
+            started = time.time()
             progress = self.progress(f"codes of {lm.name}", len(data.train_x) + len(x_test))
             tr_s, tr_m = lm.codes(data.train_x, rng, progress=progress)
             progress.update(len(data.train_x))
@@ -474,7 +487,7 @@ class Evaluation:
 
     # semi-supervised
     def semisup(self):
-        from .experiments import split_labels
+        from .experiments import LabelSplitError, split_labels
         from .evaluation.knn import knn_errors
         runs = {}
         for lm in self.semis():
@@ -514,11 +527,22 @@ class Evaluation:
             for pct in LABEL_PERCENTS:
                 errs = []
                 for d in range(self.opts.knn_draws):
-                    labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100, 100,
-                                                     label_seed_of(seed + d))
+                    try:
+                        labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100,
+                                                         100, label_seed_of(seed + d))
+                    except LabelSplitError as e:
+                        labelled, why = None, str(e)
+                    else:
+                        why = f"{len(labelled)} labelled examples, fewer than k = 5"
+                    if labelled is None or len(labelled) < 5:
+                        break
                     res = knn_errors(data.train_x[labelled], data.train_y[labelled], x_test,
                                      y_test, (5,))
                     errs.append(res["errors"][5])
+                if not errs:  # a small data set: too few labels at this fraction
+                    self.results["notes"].append(f"{dataset}: no kNN (k = 5) pixel baseline at "
+                                                 f"{pct} % labels ({why})")
+                    continue
                 errs = np.array(errs)
                 baseline[str(pct)] = {"errors": errs, "mean": float(errs.mean()),
                                       "std": float(errs.std(ddof=1)) if len(errs) > 1 else None,
@@ -553,8 +577,7 @@ class Evaluation:
                     curves[model_name(lm.name)] = curve
             if curves:
                 path = os.path.join(fig_dir, f"learning_curves_{dataset}.png")
-                figures.learning_curves(curves, path, f"{dataset_name(dataset)}: validation "
-                                                      f"reconstruction NLL per epoch")
+                figures.learning_curves(curves, path, dataset_name(dataset))
                 made[f"learning_curves_{dataset}"] = path
             panels = []
             for lm in lms:
@@ -569,6 +592,13 @@ class Evaluation:
             figures.latent_usage(panels, path)
             made[f"latent_usage_{dataset}"] = path
             data = self.data(dataset, lms[0].config.seed)
+            x_test, y_test = self.test_split(data)
+            for lm in lms if y_test is not None else ():  # the paper's t-SNE panels
+                _, codes = lm.codes(x_test[:2000], np.random.default_rng(self.opts.seed))
+                path = os.path.join(fig_dir, f"latent_embedding_{lm.name}_{dataset}.png")
+                figures.latent_embedding(codes, y_test[:2000], path, f"{model_name(lm.name)} "
+                                         f"({dataset_name(dataset)}): posterior-mean codes")
+                made[f"latent_embedding_{lm.name}_{dataset}"] = path
             if data.image_shape is None:
                 continue
             for lm in lms:
@@ -587,6 +617,7 @@ class Evaluation:
                                         f"{model_name(lm.name)}: test digits (odd rows) and "
                                         f"reconstructions from the posterior mean (even rows)")
                 made[f"reconstructions_{lm.name}_{dataset}"] = path
+        made.update(figures.report_figures(self.results, fig_dir))  # semisup and kNN plots
         self.results["figures"] = {k: os.path.relpath(v, self.out_dir) for k, v in made.items()}
         self.timed("figures", time.time() - started)
 
@@ -627,6 +658,11 @@ def main(argv=None):
                      "2000 epochs)")
     if not opts.checkpoints and not opts.train:
         parser.error("give best-parameters files or folders, or --train MODEL --max-epoch N")
+    if not opts.out.strip():
+        parser.error("argument --out: an empty path; expected a folder for the report")
+    problem = out_folder_problem(opts.out)
+    if problem:
+        parser.error(f"argument --out: {problem}")
     argv_list = sys.argv[1:] if argv is None else list(argv)
     command = "python -m stick_breaking_dgms.reproduce " + " ".join(shlex.quote(a)
                                                                      for a in argv_list)
@@ -636,11 +672,6 @@ def main(argv=None):
     except backend.BackendError as e:
         parser.error(f"argument --mode: {e}")
     threads = backend.configure_blas_threads(opts.blas_threads)
-    if not opts.out.strip():
-        parser.error("argument --out: an empty path; expected a folder for the report")
-    problem = out_folder_problem(opts.out)
-    if problem:
-        parser.error(f"argument --out: {problem}")
     from .checkpoints import CheckpointError
     from .datasets import DatasetError
     from .evaluation.loading import find_checkpoints

@@ -6,6 +6,7 @@ in ``--experiment-dir``:
 
 * ``<prefix>_results_<name>.txt``   the text log, one line per epoch and a final line
 * ``<prefix>_metrics_<name>.h5``    the same per-epoch metrics as arrays
+* ``<prefix>_metrics_<name>.csv``   the same again as a table (one row per epoch)
 * ``<prefix>_checkpoint_<name>.h5`` the latest state (``.prev.h5``: the one before)
 * ``<prefix>_params_<name>.h5``     the best parameters
 * ``.<prefix>_<name>.lock``         held (``flock``) by the process writing the run
@@ -105,6 +106,10 @@ class RunFiles:
         return self._path("metrics", ".h5")
 
     @property
+    def metrics_csv(self):
+        return self._path("metrics", ".csv")
+
+    @property
     def checkpoint(self):
         return self._path("checkpoint", ".h5")
 
@@ -117,7 +122,8 @@ class RunFiles:
         return self._path("params", ".h5")
 
     def all_paths(self):
-        return [self.results, self.metrics, self.checkpoint, self.previous_checkpoint, self.best]
+        return [self.results, self.metrics, self.metrics_csv, self.checkpoint,
+                self.previous_checkpoint, self.best]
 
     def exists(self):
         return any(os.path.exists(p) for p in (self.results, self.checkpoint,

@@ -125,28 +125,55 @@ class RunState:
     status: str = "running"  # "finished" or "nan" once the run has ended
     total_seconds: float = 0.0
     test_result: dict = None  # the best parameters' test metrics, once tested
+    stopped_by: str = None  # once ended: "early stopping", "max_epoch" or "nan"
+
+
+def _duration(seconds):
+    """``42s``, ``7m05s``, ``3h12m``: short enough for a progress line."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class Progress:
-    """A one-line live display of the epoch on stderr (only on a terminal by default)."""
+    """A one-line live display of the epoch on stderr (only on a terminal by default).
+
+    The line is cut to the terminal's width (measured at each redraw), so it never wraps
+    and the next redraw overwrites it whole. It shows the epoch's position, the running
+    means of the training metrics, the epoch's ETA, the epochs since the best one and an
+    upper bound on the run's remaining time (the epochs left before ``max_epoch`` or early
+    stopping, whichever comes first, at this epoch's pace).
+    """
 
     def __init__(self, mode="auto", stream=sys.stderr, interval=0.2):
         self.enabled = mode == "always" or (mode == "auto" and stream.isatty())
         self.stream, self.interval, self.last, self.shown = stream, interval, 0.0, False
 
-    def update(self, epoch, done, total, means, names, started):
+    def update(self, epoch, done, total, means, names, started, since_best=None,
+               epochs_left=None):
+        """``epochs_left``: whole epochs that may follow this one (None: unknown)."""
         if not self.enabled:
             return
         now = time.time()
         if now - self.last < self.interval and done < total:
             return
         self.last = now
-        width = 24
-        filled = int(width * done / max(total, 1))
         rate = (now - started) / max(done, 1)
-        metrics = " ".join(f"{n} {m:.3f}" for n, m in zip(names, means))
-        self.stream.write(f"\repoch {epoch} [{'#' * filled}{'.' * (width - filled)}] "
-                          f"{done}/{total} {metrics} eta {rate * (total - done):.0f}s\033[K")
+        eta = rate * (total - done)
+        parts = [f"epoch {epoch} {100 * done // max(total, 1):3d}% {done}/{total}",
+                 " ".join(f"{n} {m:.3f}" for n, m in zip(names, means)),
+                 f"eta {_duration(eta)}"]
+        if since_best is not None:
+            parts.append(f"best {since_best} ep ago")
+        if epochs_left is not None:
+            parts.append(f"run <= {_duration(eta + epochs_left * rate * total)}")
+        import shutil
+        width = shutil.get_terminal_size((80, 24)).columns
+        line = " | ".join(p for p in parts if p)[:max(width - 1, 10)]
+        self.stream.write(f"\r{line}\033[K")
         self.stream.flush()
         self.shown = True
 
@@ -297,6 +324,7 @@ class Trainer:
     def write_outputs(self):
         """Rewrite the text log and the HDF5 metrics from the state (atomically)."""
         for path, write in ((self.files.results, self._write_log),
+                            (self.files.metrics_csv, self._write_metrics_csv),
                             (self.files.metrics, self._write_metrics)):
             try:
                 write()
@@ -306,6 +334,17 @@ class Trainer:
     def _write_log(self):
         write_text(self.files.results, "".join(line + "\n" for line in self.state.lines))
 
+    def _write_metrics_csv(self):
+        """The per-epoch metrics as a CSV table: ``epoch`` first, then the other columns
+        in alphabetical order; an empty cell where an epoch lacks a value."""
+        hist = self.state.history
+        keys = sorted({k for h in hist for k in h} - {"epoch"})
+        rows = [",".join(["epoch"] + keys)]
+        for h in hist:
+            rows.append(",".join([str(h.get("epoch", ""))]
+                                 + [repr(h[k]) if k in h else "" for k in keys]))
+        write_text(self.files.metrics_csv, "\n".join(rows) + "\n")
+
     def _write_metrics(self):
         hist = self.state.history
         with atomic_path(self.files.metrics) as tmp:
@@ -314,6 +353,8 @@ class Trainer:
                 f.attrs["status"] = self.state.status
                 f.attrs["best_epoch"] = self.state.best_epoch
                 f.attrs["best_score"] = self.state.best_score
+                if self.state.stopped_by:
+                    f.attrs["stopped_by"] = self.state.stopped_by
                 keys = sorted({k for h in hist for k in h}) if hist else []
                 for k in keys:
                     f.create_dataset(k, data=np.array([h.get(k, np.nan) for h in hist]))
@@ -381,7 +422,8 @@ class Trainer:
                 st.seconds = seconds_before + time.time() - started
                 self._hook("step", st.epoch * task.n_train_batches + st.batch)
                 self.progress.update(st.epoch, st.batch, task.n_train_batches,
-                                     [s / max(st.n_steps, 1) for s in st.sums], names, started)
+                                     [s / max(st.n_steps, 1) for s in st.sums], names, started,
+                                     *self._outlook())
                 if self.signal is not None and st.batch < task.n_train_batches:
                     return self._interrupted()
             if st.n_steps == 0:
@@ -422,7 +464,17 @@ class Trainer:
             self.write_outputs()
             if self.signal is not None:
                 return self._interrupted(saved=True)
+        st.stopped_by = "early stopping" if stop else "max_epoch"
         return self._finish("Done!")
+
+    def _outlook(self):
+        """(epochs since the best one or None, whole epochs that may follow this one)."""
+        st = self.state
+        since = st.epoch - 1 - st.best_epoch if st.best_epoch >= 0 else None
+        last = self.max_epoch - 1  # the last epoch early stopping may still allow
+        if st.best_epoch >= 0:
+            last = min(last, st.best_epoch + self.lookahead + 1)
+        return since, max(0, last - st.epoch)
 
     def _finish(self, prefix, status="finished"):
         task, st = self.task, self.state
@@ -464,6 +516,7 @@ class Trainer:
 
     def _stop_on_nan(self, where):
         self.progress.clear()
+        self.state.stopped_by = "nan"
         self.emit(f"found NaN in {where}...aborting training...")
         code = self._finish("Ended due to NaN!", status="nan")
         what = ("the best epoch's parameters were restored and tested"
@@ -517,6 +570,8 @@ def _check_state(path, meta, n_metrics, n_batches):
         problems.append("timings")
     if state.status not in ("running", "finished", "nan"):
         problems.append(f"status {state.status!r}")
+    if state.stopped_by not in (None, "early stopping", "max_epoch", "nan"):
+        problems.append(f"stopped by {state.stopped_by!r}")
     if state.test_result is not None and not (
             isinstance(state.test_result, dict)
             and all(isinstance(k, str) and is_num(v) for k, v in state.test_result.items())):

@@ -62,6 +62,35 @@ def test_the_choice_is_the_environment_variable_else_aesara_else_pytensor():
     assert r.stdout.split() == ["float64", "'floatX=float16'"], r.stderr
 
 
+PROBE_ENVIRONMENT = """
+import json, os
+before = dict(os.environ)
+from stick_breaking_dgms import backend
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(json.dumps([changed, backend.config.floatX, backend.blas_threads(),
+                  bool(backend.blas_library())]))
+"""
+
+
+@pytest.mark.parametrize("threads", [None, "2"])
+def test_importing_the_backend_changes_no_environment_variable(threads):
+    """The library reads our flags while it is imported; afterwards the process has its
+    environment back (child processes inherit nothing of ours), the float type is
+    still ours, and OpenBLAS runs one thread unless OPENBLAS_NUM_THREADS says otherwise."""
+    import json
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", backend.FLAGS_VARIABLE)}
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = threads
+    r = subprocess.run([sys.executable, "-c", PROBE_ENVIRONMENT], capture_output=True,
+                       text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    changed, floatx, n, linked = json.loads(r.stdout.strip().splitlines()[-1])
+    assert changed == [] and floatx == "float32"
+    if linked:
+        assert n == int(threads or 1)
+
+
 def test_jax_mode_without_its_requirements_says_what_is_missing(monkeypatch, capsys,
                                                                 tmp_path):
     if backend.NAME == "aesara":

@@ -38,6 +38,9 @@ def write(path, seed=0, status="running", groups=None, epoch=1):
     return groups
 
 
+FIRST, SECOND = list(SHAPES)[:2]  # arrays are stored at their names: params/encoder/0/W
+
+
 def run_files(tmp_path, name="run"):
     return RunFiles(str(tmp_path), "stickBreaking_vae", name)
 
@@ -62,6 +65,51 @@ def _truncate(path, fraction):
     path.write_bytes(data[:int(len(data) * fraction)])
 
 
+def test_arrays_are_stored_at_their_names(tmp_path):
+    path = tmp_path / "c.h5"
+    groups = write(path)
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format_version"] == checkpoints.FORMAT_VERSION == 3
+        for name, value in groups["params"].items():
+            assert np.array_equal(f["params"][name][()], value)  # e.g. params/encoder/0/W
+        assert isinstance(f["params/encoder"], h5py.Group)
+
+
+def _write_version_2(path, groups, meta):
+    """A checkpoint as version 2 wrote it: arrays under their index, names in an attribute."""
+    meta_json = json.dumps(meta, sort_keys=True)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format=checkpoints.FORMAT, format_version=2, meta=meta_json,
+                       groups=json.dumps(sorted(groups)),
+                       checksum=checkpoints._checksum(groups, meta_json))
+        for group, named in groups.items():
+            g = f.create_group(group)
+            g.attrs["names"] = json.dumps(list(named))
+            for i, arr in enumerate(named.values()):
+                g.create_dataset(str(i), data=arr)
+
+
+def test_version_2_files_still_load_exactly(tmp_path):
+    path = tmp_path / "old.h5"
+    groups = {"params": arrays(3), "optimizer": arrays(4)}
+    _write_version_2(path, groups, state())
+    got, meta = read_checkpoint(str(path))
+    assert meta == state()
+    for group, named in groups.items():
+        assert list(got[group]) == list(named)
+        for name, value in named.items():
+            assert np.array_equal(got[group][name], value) and got[group][name].dtype == value.dtype
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "a//b", "../x", "a/./b", "a/.."])
+def test_array_names_that_would_leave_their_group_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="array name"):
+        write_checkpoint(str(tmp_path / "c.h5"), {"params": {name: np.zeros(2)}}, {})
+    with pytest.raises(ValueError, match="array name"):  # a name and a folder of another
+        write_checkpoint(str(tmp_path / "c.h5"), {"params": {"a": np.zeros(2),
+                                                             "a/b": np.zeros(2)}}, {})
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
 def test_truncated_checkpoint_is_refused_naming_the_file(tmp_path, fraction):
     path = tmp_path / "c.h5"
@@ -76,7 +124,7 @@ def test_flipped_byte_in_an_array_fails_the_checksum(tmp_path):
     path = tmp_path / "c.h5"
     groups = write(path)
     with h5py.File(path, "r") as f:
-        offset = f["params"]["0"].id.get_offset()
+        offset = f["params"][FIRST].id.get_offset()
     data = bytearray(path.read_bytes())
     data[offset + 3] ^= 0x40
     path.write_bytes(bytes(data))
@@ -105,7 +153,7 @@ def test_missing_parts_are_refused_naming_the_file(tmp_path, damage):
         if damage == "group":
             del f["optimizer"]
         elif damage == "dataset":
-            del f["params"]["1"]
+            del f["params"][SECOND]
         elif damage == "names":
             del f["params"].attrs["names"]
         else:
@@ -126,8 +174,8 @@ def test_huge_declared_array_is_refused_without_allocating_it(tmp_path):
     path = tmp_path / "c.h5"
     write(path)
     with h5py.File(path, "r+") as f:  # 8 TB of fill value in a tiny file
-        del f["params"]["0"]
-        f["params"].create_dataset("0", shape=(10 ** 6, 10 ** 6), dtype="f8",
+        del f["params"][FIRST]
+        f["params"].create_dataset(FIRST, shape=(10 ** 6, 10 ** 6), dtype="f8",
                                    chunks=(1, 1024))
     with pytest.raises(CheckpointError, match="larger than the file"):
         read_checkpoint(str(path))
@@ -137,8 +185,8 @@ def test_non_numeric_array_is_refused(tmp_path):
     path = tmp_path / "c.h5"
     write(path)
     with h5py.File(path, "r+") as f:
-        del f["params"]["0"]
-        f["params"]["0"] = np.array([b"abc", b"de"])
+        del f["params"][FIRST]
+        f["params"][FIRST] = np.array([b"abc", b"de"])
     with pytest.raises(CheckpointError, match="expected numbers"):
         read_checkpoint(str(path))
 
@@ -419,7 +467,7 @@ _json_texts = st.one_of(st.just("{}"), st.just("[]"), st.just('["params"]'),
 
 @FUZZ
 @given(fmt=st.one_of(st.just(checkpoints.FORMAT), _attr_values),
-       version=st.one_of(st.just(2), _attr_values),
+       version=st.one_of(st.just(2), st.just(3), _attr_values),
        meta=st.one_of(st.just(json.dumps(state())), _json_texts, _attr_values),
        groups_attr=st.one_of(st.just('["params"]'), _json_texts, _attr_values),
        names=st.one_of(st.just(json.dumps(list(SHAPES))), _json_texts, _attr_values),

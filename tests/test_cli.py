@@ -205,3 +205,26 @@ def test_the_blas_thread_count_recorded_is_the_one_that_runs():
     with pytest.raises(SystemExit) as e:
         cli.parse_args("sb_vae", ["--blas-threads", "1025"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("program", ["sb_vae", "gauss_ssdgm", "classify", "reproduce"])
+def test_every_program_says_its_version(program, capsys):
+    """--version: the package, the symbolic library and Python, without importing the
+    library (instant), exit 0."""
+    from stick_breaking_dgms import __version__, classify, reproduce
+    run = {"classify": classify.main, "reproduce": reproduce.main}.get(
+        program, lambda argv: cli.main(program, argv))
+    with pytest.raises(SystemExit) as info:
+        run(["--version"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"stick_breaking_dgms {__version__} (") and "Python 3." in out
+    assert ("aesara " in out) or ("pytensor " in out)
+
+
+def test_reproduce_names_itself_as_it_was_called(monkeypatch):
+    from stick_breaking_dgms import reproduce
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/sbdgm-reproduce", "--help"])
+    assert reproduce.build_parser().prog == "sbdgm-reproduce"
+    monkeypatch.setattr(sys, "argv", ["/x/stick_breaking_dgms/reproduce.py"])
+    assert reproduce.build_parser().prog == "python -m stick_breaking_dgms.reproduce"

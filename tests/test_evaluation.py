@@ -83,13 +83,39 @@ def test_active_dimensions_by_hand():
         [0.5, 0.49, 0.0, 0.01],      # remaining before 3 is exactly 0.01: not counted -> 2
         [np.nan, 0.5, 0.25, 0.25],   # non-finite: -1, never counted in the means
     ])
-    counts = active_dimensions(pi)
+    counts = active_dimensions(pi, definition="remainder_before")
     assert counts.tolist() == [1, 2, 3, 4, 2, -1]
     summary = summarize_active_dimensions(counts, labels=np.array([0, 0, 1, 1, 1, 0]))
     assert summary["mean"] == pytest.approx(12 / 5)
     assert summary["n_invalid"] == 1
     assert summary["per_class"] == {"0": pytest.approx(1.5), "1": pytest.approx(3.0)}
-    assert active_dimensions(pi[:5], coverage=0.5).tolist() == [1, 1, 1, 2, 1]
+    assert active_dimensions(pi[:5], coverage=0.5,
+                             definition="remainder_before").tolist() == [1, 1, 1, 2, 1]
+    # the original's count: remaining stick after each of the first K - 1 breaks > 0.01
+    assert active_dimensions(pi).tolist() == [0, 1, 2, 3, 1, -1]
+    with pytest.raises(ValueError, match="definition"):
+        active_dimensions(pi, definition="sticks")
+
+
+def _original_count(pi, threshold=0.01):
+    """The original's loop (encoders.py): after each break, is the remaining stick above
+    the threshold?"""
+    n = np.zeros(len(pi), dtype=np.int64)
+    remaining = np.ones(len(pi))
+    for k in range(pi.shape[1] - 1):
+        remaining = remaining - pi[:, k]
+        n += remaining > threshold
+    return n
+
+
+def test_active_dimensions_count_as_the_original_loop_does():
+    rng = np.random.default_rng(3)
+    v = rng.beta(1.0, 5.0, size=(500, 49))
+    pi = np.concatenate([v, np.ones((500, 1))], axis=1) * np.cumprod(
+        np.concatenate([np.ones((500, 1)), 1 - v], axis=1), axis=1)
+    np.testing.assert_array_equal(active_dimensions(pi), _original_count(pi))
+    np.testing.assert_array_equal(active_dimensions(pi, definition="remainder_before"),
+                                  _original_count(pi) + 1)
 
 
 # -- importance sampling: bookkeeping -----------------------------------------------------

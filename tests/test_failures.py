@@ -354,3 +354,35 @@ def test_a_checkpoint_write_error_names_the_file_and_what_is_left(tmp_path):
     assert f"the last checkpoint written, {files.previous_checkpoint}, is intact" in str(err)
     with pytest.raises(CheckpointError):
         read_checkpoint(str(tmp_path / "absent.h5"))
+
+
+def test_reproduce_on_a_small_labelled_set_skips_the_baselines_it_cannot_compute(
+        tmp_path, capsys, mnist):
+    """300 digits: 1 % labels are 2 examples, fewer than the baseline's k = 5; the report
+    says so instead of failing. The semi-supervised model is an untrained one (its
+    parameters as initialised): what is checked here is the evaluation, not the model."""
+    import json
+    from stick_breaking_dgms.backend import floatX_as
+    from stick_breaking_dgms.config import (DataConfig, ExperimentConfig, LatentConfig,
+                                            NetworkConfig)
+    from stick_breaking_dgms.factory import build_model
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=mnist.train_x[:300], y=mnist.train_y[:300])
+    config = ExperimentConfig("sb_ssdgm", data=DataConfig(dataset=str(data)),
+                              network=NetworkConfig(hidden_size=10),
+                              latent=LatentConfig(size=5))
+    with floatX_as(config.floatX):
+        net = build_model(config, 784, "bernoulli")
+    params = {n: v.get_value() for n, v in net.params.items()}
+    path = tmp_path / "sb_ss-dgm_params_tiny.h5"
+    write_checkpoint(str(path), {"params": params},
+                     {"model": "sb_ssdgm", "config": config.to_dict(), "best_epoch": 0,
+                      "best_score": 0.9, "n_classes": 10})
+    out = tmp_path / "report"
+    code = reproduce.main([str(path), "--table", "semisup", "--no-figures", "--progress",
+                           "never", "--blas-threads", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    notes = json.load(open(out / "results.json"))["notes"]
+    assert any("no kNN (k = 5) pixel baseline at 1 % labels" in n for n in notes), notes
+    assert "pixel baseline at 1 % labels" in (out / "report.md").read_text()

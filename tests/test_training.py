@@ -152,6 +152,32 @@ def test_early_stopping_waits_lookahead_epochs_after_the_best(tmp_path):
     assert [l.endswith("***") for l in lines[:-1]] == [True, True, True] + [False] * 4
     assert lines[-1] == "Done! best epoch 2, best valid error 3.0000, test error 42.0000"
     assert task.validated == 7
+    _check_outputs(trainer, "early stopping", 7)
+
+
+def _check_outputs(trainer, stopped_by, epochs):
+    """The metrics file says how the run ended; the CSV table holds the HDF5 metrics."""
+    import csv
+    import h5py
+    with h5py.File(trainer.files.metrics, "r") as f:
+        assert f.attrs["status"] == "finished" and f.attrs["stopped_by"] == stopped_by
+        assert f.attrs["test_score"] == 42.0
+        valid = f["valid_score"][()]
+    with open(trainer.files.metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))
+    assert [float(r["valid_score"]) for r in rows] == list(valid)
+    assert {"train_nll", "train_kl", "seconds", "best"} <= set(rows[0])
+
+
+def test_a_run_stopped_by_max_epoch_says_so(tmp_path):
+    import io
+    from stick_breaking_dgms.training import Trainer
+    task = _ScriptedTask([5.0, 4.0, 3.0])  # still improving when max_epoch stops it
+    trainer = Trainer(task, RunFiles(str(tmp_path), "scripted", "t"), {}, max_epoch=3,
+                      lookahead=3, progress="never", out=io.StringIO())
+    assert trainer.run() == 0
+    _check_outputs(trainer, "max_epoch", 3)
 
 
 def test_progress_line_shows_the_epoch_and_is_cleared():
@@ -164,7 +190,30 @@ def test_progress_line_shows_the_epoch_and_is_cleared():
     live = Progress("always", stream=stream, interval=0.0)
     live.update(3, 5, 10, [123.456, 7.0], ["nll", "kl"], 0.0)
     text = stream.getvalue()
-    assert text.startswith("\repoch 3 [") and "5/10" in text and "nll 123.456" in text
+    assert text.startswith("\repoch 3  50% 5/10") and "nll 123.456" in text
     assert "kl 7.000" in text and "eta" in text
     live.clear()
     assert stream.getvalue().endswith("\r\033[K")
+
+
+@pytest.mark.parametrize("columns", [40, 80, 200])
+def test_progress_line_never_wraps_and_shows_the_outlook(monkeypatch, columns):
+    """Cut to the terminal's width (a wrapped line would leave a stale copy at every
+    redraw); the epochs since the best one and the bound on the run's remaining time."""
+    import io
+    import os as _os
+    import time as _time
+    from stick_breaking_dgms.training import Progress
+    monkeypatch.setenv("COLUMNS", str(columns))  # what shutil.get_terminal_size reads first
+    stream = io.StringIO()
+    live = Progress("always", stream=stream, interval=0.0)
+    started = _time.time() - 10.0  # 10 s for 100 of 400 batches: 30 s left in the epoch
+    live.update(12, 100, 400, [101.5, 22.25, 7.0], ["nll", "kl", "loss"], started,
+                since_best=4, epochs_left=96)
+    line = stream.getvalue()
+    body = line[1:-len("\033[K")]
+    assert line.startswith("\r") and line.endswith("\033[K") and "\n" not in line
+    assert len(body) <= columns - 1, (len(body), body)
+    if columns >= 200:  # everything fits: epoch ETA 30s, run <= 30 s + 96 x 40 s
+        assert "eta 30s" in body and "best 4 ep ago" in body and "run <= 1h04m" in body
+    assert _os.environ["COLUMNS"] == str(columns)

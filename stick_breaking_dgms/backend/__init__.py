@@ -316,3 +316,13 @@ def configure_blas_threads(threads="auto"):
             pass  # an unwritable cache only costs a measurement next time
     set_blas_threads(n)
     return blas_threads()
+
+
+# OpenBLAS starts with one thread (SBDGM_BLAS_THREADS to change it) unless the user set
+# OPENBLAS_NUM_THREADS: set here rather than left to the environment variable, which
+# OpenBLAS reads only when it is loaded, and the library may load it later.
+if "OPENBLAS_NUM_THREADS" not in os.environ:
+    try:
+        set_blas_threads(max(1, int(os.environ.get("SBDGM_BLAS_THREADS", "1"))))
+    except (ValueError, OSError, AttributeError):
+        pass  # an unreadable value or an OpenBLAS without the call: its own default

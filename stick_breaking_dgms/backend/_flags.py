@@ -1,6 +1,9 @@
 """Settings both backends make before their library is imported: the float type and the
 BLAS the compiled graphs link against, written in front of the user's own flags (which
-win), in the library's flags variable only."""
+win), in the library's flags variable only, and OpenBLAS's thread count when it is
+loaded. The library reads them while it is imported; :func:`restore_environment` then
+gives the process its environment back as it was, so importing the package changes no
+environment variable."""
 import importlib.util
 import os
 
@@ -66,9 +69,26 @@ def configure(variable, extra=()):
             ours.append("blas__ldflags=" + " ".join(flags))
             library = os.path.join(libdir, name)
     ours += [f"{k}={v}" for k, v in extra if k not in user]
+    for name in (variable, "OPENBLAS_NUM_THREADS"):
+        _SAVED.setdefault(name, os.environ.get(name))
     if ours:
         current = os.environ.get(variable, "")
         os.environ[variable] = ",".join(ours + ([current] if current else []))
-    # OpenBLAS reads this when it is loaded; small matrices are often faster on one thread.
+    # OpenBLAS reads this when it is loaded (while the library is imported); small
+    # matrices are often faster on one thread. The scripts set the count they run with
+    # explicitly afterwards (backend.configure_blas_threads).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("SBDGM_BLAS_THREADS", "1"))
     return library, prefix
+
+
+_SAVED = {}  # variable -> its value before configure (None: unset)
+
+
+def restore_environment():
+    """Put back the variables :func:`configure` changed, once the library is imported."""
+    for name, value in _SAVED.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _SAVED.clear()

@@ -33,6 +33,9 @@ from pytensor.tensor.elemwise import Elemwise  # noqa: E402
 from pytensor.tensor.math import sigmoid  # noqa: E402
 from pytensor.tensor.random.utils import RandomStream  # noqa: E402
 from pytensor.tensor.special import softmax  # noqa: E402
+from ._flags import restore_environment  # noqa: E402
+
+restore_environment()  # the library has read its flags: the environment as it was
 
 __all__ = list(SURFACE)  # noqa: F405 (the same names in both backends)
 

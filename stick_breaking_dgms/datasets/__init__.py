@@ -3,8 +3,8 @@
 ``load_dataset(name, data_dir, seed)`` returns a :class:`Dataset`; ``name`` is a registry
 name (:data:`DATASET_CHOICES`) or a path to a ``.npz`` / ``.h5`` / ``.hdf5`` file
 (:func:`is_dataset_path`, :mod:`.custom`). Every loader raises :class:`DatasetError` with
-the file and the problem when it cannot. The README's section "Data sets" documents
-every format, split and preprocessing.
+the file and the problem when it cannot. The user guide's page "Data sets and data-file
+formats" (docs/user/datasets.md) documents every format, split and preprocessing.
 """
 from .base import (LIKELIHOODS, Dataset, DatasetError, check_likelihood, infer_likelihood,
                    seeded_split)

@@ -60,7 +60,7 @@ def read_arrays(path):
         raise DatasetError(f"custom data set not found: expected the file "
                            f"{os.path.abspath(path)} (a {', '.join(SUFFIXES)} file with an "
                            f"array 'x', or 'train_x' / 'valid_x' / 'test_x'; see "
-                           f"the README, section 'Your own data')")
+                           f"docs/user/datasets.md, section 'Your own data')")
     limit = max(H5_MIN_LIMIT, H5_RATIO_LIMIT * os.path.getsize(path))
     try:
         if lower.endswith(".npz"):

@@ -1,10 +1,13 @@
 """How much of the latent space a model uses.
 
-* **Active dimensions** (stick-breaking codes): the number of sticks needed to cover
-  ``coverage`` (99 %) of the stick, per example. As in the paper's code, a stick k
-  counts when the stick remaining before it, :math:`r_k = 1 - \\sum_{j<k}\\pi_j`, is
-  above 1 - coverage (0.01); the first stick always counts. Equivalently: the smallest
-  n with :math:`\\sum_{k\\le n}\\pi_k \\ge` coverage.
+* **Active dimensions** (stick-breaking codes), per example, as the paper's code counts
+  them (``definition="original"``, the default): after each break k = 1, ..., K - 1, one
+  for each remaining stick :math:`r_k = 1 - \\sum_{j\\le k}\\pi_j` above 1 - coverage
+  (0.01). ``definition="remainder_before"`` counts the remainder *before* each stick
+  instead, :math:`1 - \\sum_{j<k}\\pi_j` for k = 1, ..., K (so the first stick always
+  counts): the smallest n with :math:`\\sum_{k\\le n}\\pi_k \\ge` coverage, the number of
+  sticks needed to cover 99 % of the stick. It is always exactly one more than the
+  original's count; earlier versions of this package reported it.
 * **Average stick weight per dimension** and the **norms of the decoder's outgoing
   weights** (the rows of ``decoder/0/W``, one per latent dimension): the paper's
   Figure 2 puts them side by side.
@@ -14,12 +17,19 @@ import numpy as np
 DEFAULT_COVERAGE = 0.99
 
 
-def active_dimensions(weights, coverage=DEFAULT_COVERAGE):
-    """Per example, the number of sticks whose remaining stick exceeds 1 - coverage.
+DEFINITIONS = ("original", "remainder_before")
+
+
+def active_dimensions(weights, coverage=DEFAULT_COVERAGE, definition="original"):
+    """Per example, the number of breaks after which the remaining stick exceeds
+    1 - coverage (``"original"``), or the number of sticks before which it does
+    (``"remainder_before"``: one more); see the module docstring.
 
     ``weights``: stick weights (N, K), rows summing to one. Returns int array (N,).
     Rows with a non-finite weight get -1.
     """
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
     pi = np.asarray(weights, dtype=np.float64)
     if pi.ndim != 2:
         raise ValueError(f"weights must have shape (N, K), got {pi.shape}")
@@ -28,6 +38,8 @@ def active_dimensions(weights, coverage=DEFAULT_COVERAGE):
     covered = np.concatenate([np.zeros((len(pi), 1)), np.cumsum(pi[:, :-1], axis=1)], axis=1)
     remaining = 1.0 - covered
     counts = np.sum(remaining > 1.0 - coverage, axis=1)
+    if definition == "original":  # the remainder after stick k is the one before k + 1
+        counts = counts - 1
     bad = ~np.all(np.isfinite(pi), axis=1)
     return np.where(bad, -1, counts).astype(np.int64)
 

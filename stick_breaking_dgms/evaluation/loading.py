@@ -48,6 +48,8 @@ def run_status(params_path):
                    "best_epoch": int(f.attrs.get("best_epoch", -1)),
                    "best_score": float(f.attrs.get("best_score", np.nan)),
                    "epochs_done": int(len(f["epoch"])) if "epoch" in f else 0}
+            if "stopped_by" in f.attrs:  # files of earlier versions do not say
+                out["stopped_by"] = str(f.attrs["stopped_by"])
             for key in f.attrs:
                 if key.startswith("test_"):
                     out[key] = float(f.attrs[key])

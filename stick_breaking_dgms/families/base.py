@@ -27,8 +27,8 @@ TRAINING_UNIFORM_RANGE = (0.01, 0.99)  # the original's u ~ U(0.01, 0.99), an im
 class LatentFamily:
     r"""Base class of the latent families: the protocol, documented once.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     name : str
         The registry name (:data:`stick_breaking_dgms.families.FAMILIES`).
     construction : {"stick-breaking", "gaussian"}
