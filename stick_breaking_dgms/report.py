@@ -51,7 +51,7 @@ def build_cells(results, opts):
     tables = set(opts.table)
 
     def add(table, dataset, model, setting, measured, measured_pm, published, tolerance,
-            note="", detail=""):
+            note="", detail="", n_runs=None):
         pub_value = None if published is None else published.value
         pub_pm = None if published is None else published.pm
         if published is not None and published.pm is not None and table != "likelihood":
@@ -62,7 +62,7 @@ def build_cells(results, opts):
                       "published": pub_value, "published_pm": pub_pm, "measured": measured,
                       "measured_pm": measured_pm, "difference": diff, "tolerance": tolerance,
                       "verdict": verdict(measured, pub_value, tolerance), "note": note,
-                      "detail": detail})
+                      "detail": detail, "n_runs": n_runs if measured is not None else 0})
 
     if "likelihood" in tables:
         measured_keys = set()
@@ -72,13 +72,13 @@ def build_cells(results, opts):
             m, pm = _likelihood_measured(s)
             measured_keys.add((rec.dataset, rec.model))
             add("likelihood", rec.dataset, rec.model, {}, m, pm, rec, opts.tolerance_nats,
-                detail=_likelihood_detail(s))
+                detail=_likelihood_detail(s), n_runs=_n_runs(s))
         for dataset, models in lik.items():
             for model, s in models.items():
                 if (dataset, model) not in measured_keys:
                     m, pm = _likelihood_measured(s)
                     add("likelihood", dataset, model, {}, m, pm, None, opts.tolerance_nats,
-                        detail=_likelihood_detail(s))
+                        detail=_likelihood_detail(s), n_runs=_n_runs(s))
     if "knn" in tables:
         knn = results["knn"]
         seen = set()
@@ -86,17 +86,19 @@ def build_cells(results, opts):
             k = rec.setting["k"]
             entry = knn.get(rec.dataset, {}).get(rec.model, {})
             kind = "pixels" if rec.model == "raw_pixels" else "sampled"
-            m = _knn_measured(entry.get(kind), k)
+            m, pm = _knn_measured(entry.get(kind), k)
             seen.add((rec.dataset, rec.model, kind, k))
-            add("knn", rec.dataset, rec.model, {"k": k, "codes": kind}, m, None, rec,
-                opts.tolerance_pp)
+            add("knn", rec.dataset, rec.model, {"k": k, "codes": kind}, m, pm, rec,
+                opts.tolerance_pp, n_runs=None if kind == "pixels" else _n_runs(entry.get(kind)))
         for dataset, models in knn.items():
             for model, entry in models.items():
                 for kind, res in entry.items():
                     for k in sorted(int(x) for x in res["errors"]):
                         if (dataset, model, kind, k) not in seen:
-                            add("knn", dataset, model, {"k": k, "codes": kind},
-                                _knn_measured(res, k), None, None, opts.tolerance_pp)
+                            m, pm = _knn_measured(res, k)
+                            add("knn", dataset, model, {"k": k, "codes": kind}, m, pm, None,
+                                opts.tolerance_pp,
+                                n_runs=None if kind == "pixels" else _n_runs(res))
     if "semisup" in tables:
         ss, base = results["semisup"], results["semisup_knn_baseline"]
         seen = set()
@@ -109,20 +111,44 @@ def build_cells(results, opts):
             m, pm = _semisup_measured(entry)
             seen.add((rec.dataset, rec.model, pct))
             add("semisup", rec.dataset, rec.model, {"labels_percent": int(pct)}, m, pm, rec,
-                opts.tolerance_pp)
+                opts.tolerance_pp, n_runs=(entry or {}).get("n_runs"))
         for dataset, models in ss.items():
             for model, by_pct in models.items():
                 for pct, entry in by_pct.items():
                     if (dataset, model, pct) not in seen:
                         m, pm = _semisup_measured(entry)
                         add("semisup", dataset, model, {"labels_percent": int(pct)}, m, pm,
-                            None, opts.tolerance_pp)
+                            None, opts.tolerance_pp, n_runs=entry.get("n_runs"))
     return cells
 
 
+def _seeds(entry):
+    """The per-run records of a row measured on several runs (seeds), or []."""
+    runs = (entry or {}).get("per_seed") or []
+    return runs if len(runs) > 1 else []
+
+
+def _n_runs(entry):
+    """How many runs a measured row rests on (None: not measured)."""
+    if not entry:
+        return None
+    return max(1, len((entry or {}).get("per_seed") or []))
+
+
+def _mean_sd(values):
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return mean, sd
+
+
 def _likelihood_measured(summary):
+    """(mean, ±): one run's test-set mean and its standard error, or the mean over runs
+    (seeds) of their test-set means and the runs' standard deviation."""
     if summary is None:
         return None, None
+    if _seeds(summary):
+        return _mean_sd(r["mean_nll"] for r in _seeds(summary))
     m = summary["mean_nll"]
     m = float(m) if not isinstance(m, str) else float(m)
     se = summary["se_nll"]
@@ -132,6 +158,15 @@ def _likelihood_measured(summary):
 def _likelihood_detail(summary):
     """The usable numbers beside a mean that outliers move: the median and the mean
     without the outliers (empty when there are none)."""
+    runs = _seeds(summary)
+    if runs:
+        if not any(r.get("n_outliers") for r in runs):
+            return ""
+        median = _mean_sd(r["median_nll"] for r in runs)[0]
+        clean = _mean_sd(r["mean_nll_without_outliers"] for r in runs)[0]
+        return (f"mean over the runs of their medians {format_number(median)} and of their "
+                f"means without outliers {format_number(clean)}; outliers per run "
+                f"{', '.join(str(int(r['n_outliers'])) for r in runs)}")
     if not summary or not summary.get("n_outliers"):
         return ""
     n = int(summary["n_outliers"])
@@ -140,11 +175,18 @@ def _likelihood_detail(summary):
 
 
 def _knn_measured(res, k):
+    """(error in %, ±): one run's, or the mean and standard deviation over runs (seeds)."""
     if res is None:
-        return None
-    errors = res["errors"]
-    v = errors.get(k, errors.get(str(k)))
-    return None if v is None else 100.0 * float(v)
+        return None, None
+
+    def at_k(errors):
+        v = errors.get(k, errors.get(str(k)))
+        return None if v is None else 100.0 * float(v)
+
+    runs = [at_k(r["errors"]) for r in _seeds(res)]
+    if runs and None not in runs:
+        return _mean_sd(runs)
+    return at_k(res["errors"]), None
 
 
 def _semisup_measured(entry):
@@ -166,6 +208,13 @@ def setting_text(setting):
     if "labels_percent" in setting:
         parts.append(f"{setting['labels_percent']} % labels")
     return ", ".join(parts)
+
+
+def _runs_text(n):
+    """The runs column: how many runs a number rests on; one run is marked as such."""
+    if not n:
+        return "—"
+    return "1 (single run)" if n == 1 else str(n)
 
 
 def _pm(v, pm, digits=2):
@@ -241,11 +290,14 @@ def render_report(results, cells, opts, meta):
         w("")
         if table == "likelihood":
             w(f"Importance sampling with S = {opts.samples}; measured ± is the standard error "
-              f"of the test-set mean. The mean is over every example (outliers included; see "
-              f"the diagnostics below).")
+              f"of the test-set mean for a single run, the standard deviation over the runs "
+              f"(seeds) where a row rests on several (the runs column). The mean is over every "
+              f"example (outliers included; see the diagnostics below, which are those of "
+              f"the row's first run).")
         elif table == "knn":
             w("The paper's protocol classifies sampled latent codes; posterior-mean codes are "
-              "measured besides (no published number). Ties: equal distances go to the lower "
+              "measured besides (no published number). Where a row rests on several runs "
+              "(seeds), ± is their standard deviation. Ties: equal distances go to the lower "
               "training index; equal votes to the tied label with the best-ranked neighbour.")
         else:
             w("Test error of argmax q(y | x) with the best validation parameters; ± is the "
@@ -253,9 +305,9 @@ def render_report(results, cells, opts, meta):
               f"classifies pixels with the labelled fraction of the training set only "
               f"({opts.knn_draws} label draws).")
         w("")
-        w(f"| model | data set | setting | published ({unit}) | measured ({unit}) | "
+        w(f"| model | data set | setting | published ({unit}) | measured ({unit}) | runs | "
           f"difference ({unit}) | verdict |")
-        w("|---|---|---|---|---|---|---|")
+        w("|---|---|---|---|---|---|---|---|")
         for c in rows:
             note = f" ({c['note']})" if c["note"] and c["measured"] is None else ""
             published = ("—" if c["published"] is None
@@ -264,8 +316,8 @@ def render_report(results, cells, opts, meta):
             detail = f" ({c['detail']})" if c.get("detail") else ""
             w(f"| {model_name(c['model'])} | {dataset_name(c['dataset'])} | "
               f"{setting_text(c['setting']) or '—'} | {published} | "
-              f"{_pm(c['measured'], c['measured_pm'])}{note}{detail} | {diff} | "
-              f"{c['verdict']} |")
+              f"{_pm(c['measured'], c['measured_pm'])}{note}{detail} | "
+              f"{_runs_text(c.get('n_runs'))} | {diff} | {c['verdict']} |")
     lik = results["likelihood"]
     if lik:
         w("")

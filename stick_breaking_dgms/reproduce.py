@@ -363,10 +363,17 @@ class Evaluation:
             info["run"] = run_status(path)
             key = (lm.name, lm.dataset) if not lm.semi else None
             if key is not None and key in seen:
-                raise ReproduceError(f"two {lm.name} checkpoints for {lm.dataset}: {seen[key]} "
-                                     f"and {path}; give one of them")
-            if key is not None:
-                seen[key] = path
+                # several seeds of one configuration (a sweep's cell) are averaged; two
+                # different configurations for one table row are ambiguous
+                other_path, other = seen[key]
+                differ = _differ_besides_seed(other, lm.config)
+                if differ:
+                    raise ReproduceError(f"two {lm.name} checkpoints for {lm.dataset} that "
+                                         f"differ in {', '.join(differ)}: {other_path} and "
+                                         f"{path}; give one of them (checkpoints that differ "
+                                         f"only in --seed are averaged)")
+            if key is not None and key not in seen:
+                seen[key] = (path, lm.config)
             lm.info = info
             self.models.append(lm)
             self.results["checkpoints"].append(info)
@@ -410,13 +417,19 @@ class Evaluation:
                                                     progress=progress)
             progress.finish()
             summary = summarize(per)
-            for key in ("log_px", "mc_se", "elbo", "ess", "nan_samples") + tuple(
-                    per["diagnostic_names"]):
-                self.arrays[f"likelihood/{lm.dataset}/{lm.name}/{key}"] = per[key]
-            summary["n_test_total"] = int(len(data.test_x))
-            summary["mean_mc_se"] = float(np.nanmean(per["mc_se"]))
-            summary["elbo_below_is"] = _elbo_below(summary)
-            self.results["likelihood"].setdefault(lm.dataset, {})[lm.name] = summary
+            models = self.results["likelihood"].setdefault(lm.dataset, {})
+            first = lm.name not in models  # later seeds of the row: per_seed only
+            if first:
+                for key in ("log_px", "mc_se", "elbo", "ess", "nan_samples") + tuple(
+                        per["diagnostic_names"]):
+                    self.arrays[f"likelihood/{lm.dataset}/{lm.name}/{key}"] = per[key]
+                summary["n_test_total"] = int(len(data.test_x))
+                summary["mean_mc_se"] = float(np.nanmean(per["mc_se"]))
+                summary["elbo_below_is"] = _elbo_below(summary)
+                models[lm.name] = summary
+            _add_seed(models[lm.name], lm.config.seed, lm.info["path"],
+                      {k: summary[k] for k in ("mean_nll", "se_nll", "median_nll",
+                                               "n_outliers", "mean_nll_without_outliers")})
             self.timed(f"likelihood/{lm.dataset}/{lm.name}", per["seconds"])
             _log(f"{lm.name}: -log p(x) = {format_number(summary['mean_nll'])} +- "
                  f"{format_number(summary['se_nll'])} (median {format_number(summary['median_nll'])}, "
@@ -457,10 +470,16 @@ class Evaluation:
                 progress.finish()
                 entry[name] = res
                 self.timed(f"knn/{lm.dataset}/{lm.name}/{name}", res["seconds"])
-            self.results["knn"].setdefault(lm.dataset, {})[lm.name] = entry
+            models = self.results["knn"].setdefault(lm.dataset, {})
+            first = lm.name not in models  # later seeds of the row: per_seed only
+            if first:
+                models[lm.name] = entry
+            for name, res in entry.items():
+                _add_seed(models[lm.name][name], lm.config.seed, lm.info["path"],
+                          {"errors": dict(res["errors"])})
             _log(f"{lm.name}: kNN error (sampled codes) "
                  + ", ".join(f"k={k}: {100 * entry['sampled']['errors'][k]:.2f}%" for k in ks))
-            if lm.construction == "stick-breaking":  # active dimensions count sticks
+            if first and lm.construction == "stick-breaking":  # active dimensions: sticks
                 usage = {}
                 for name, codes in (("mean", te_m), ("sampled", te_s)):
                     counts = active_dimensions(codes)
@@ -627,6 +646,19 @@ class Evaluation:
         x, _ = self.test_split(data)
         _, means = lm.codes(x, np.random.default_rng(self.opts.seed))
         return mean_weight_per_dimension(means)
+
+
+def _differ_besides_seed(a, b):
+    """The flat configuration keys on which configurations ``a`` and ``b`` differ, the
+    seed left out."""
+    fa, fb = a.flat(), b.flat()
+    return sorted(k for k in set(fa) | set(fb)
+                  if k != "seed" and json.dumps(fa.get(k)) != json.dumps(fb.get(k)))
+
+
+def _add_seed(entry, seed, path, values):
+    """Record one run's ``values`` under ``entry["per_seed"]`` (the runs a cell rests on)."""
+    entry.setdefault("per_seed", []).append(dict(values, seed=int(seed), path=path))
 
 
 def _prior_codes(lm, rng, n):

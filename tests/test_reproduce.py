@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stick_breaking_dgms import reproduce
-from stick_breaking_dgms.report import setting_text
+from stick_breaking_dgms.report import format_number, setting_text
 from stick_breaking_dgms.evaluation import regression
 from stick_breaking_dgms.published import dataset_name, model_name, records
 
@@ -70,6 +70,8 @@ def test_report_contains_every_table_cell(regression_run):
             assert f"{c['published']:.2f}" in row
         if c["measured"] is not None:
             assert f"{c['measured']:.2f}" in row and c["verdict"] in row
+            if c["model"] not in ("raw_pixels", "knn_pixels_k5"):  # one run each here
+                assert "| 1 (single run) |" in row, row
         else:
             assert "not measured" in row
     # what the tiny runs measure is filled in
@@ -229,3 +231,93 @@ def test_differences_are_written_like_the_numbers_they_compare():
     # an estimate ruined by one digit stays readable, as in the measured column
     assert format_number(5.1e22) == "5.1e+22" and _signed(5.1e22) == "+5.1e+22"
     assert _signed(float("inf")) == "+inf" and _signed(float("nan")) == "nan"
+
+
+# -- several seeds of one configuration; a sweep folder ------------------------------------
+
+def _untrained_vae(directory, seed, hidden=10, name="run"):
+    """A Gauss-VAE checkpoint with its initial parameters (what is checked is the
+    aggregation over seeds, not the model), and the metrics file a finished run has."""
+    import h5py
+    from stick_breaking_dgms.backend import floatX_as
+    from stick_breaking_dgms.checkpoints import write_checkpoint
+    from stick_breaking_dgms.config import (ExperimentConfig, LatentConfig, NetworkConfig)
+    from stick_breaking_dgms.factory import build_model
+    config = ExperimentConfig("gauss_vae", network=NetworkConfig(hidden_size=hidden),
+                              latent=LatentConfig("gaussian", size=4), seed=seed)
+    with floatX_as(config.floatX):
+        net = build_model(config, 784, "bernoulli")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"gauss_vae_params_{name}.h5")
+    params = {n: v.get_value() for n, v in net.params.items()}
+    for key in params:  # decoder biases that differ by seed: runs that score differently
+        if key.startswith("decoder/") and key.endswith("/b"):
+            params[key] = params[key] - 0.5 * seed
+    write_checkpoint(path, {"params": params},
+                     {"model": "gauss_vae", "config": config.to_dict(), "best_epoch": 0,
+                      "best_score": 500.0 + seed})
+    with h5py.File(os.path.join(directory, f"gauss_vae_metrics_{name}.h5"), "w") as f:
+        f.attrs.update(status="finished", best_score=500.0 + seed, test_score=510.0 + seed)
+    return path
+
+
+def test_rows_resting_on_several_seeds_give_their_mean_sd_and_count(tmp_path, capsys):
+    paths = [_untrained_vae(str(tmp_path / f"s{seed}"), seed) for seed in (1, 2, 3)]
+    out = str(tmp_path / "report")
+    code = reproduce.main(paths + ["--table", "likelihood", "knn", "--samples", "3",
+                                   "--test-subset", "30", "--knn-k", "3", "--no-figures",
+                                   "--progress", "never", "--blas-threads", "1", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    results = json.load(open(os.path.join(out, "results.json")))
+    runs = results["likelihood"]["mnist"]["gauss_vae"]["per_seed"]
+    assert sorted(r["seed"] for r in runs) == [1, 2, 3]
+    values = np.array([r["mean_nll"] for r in runs])
+    (cell,) = [c for c in results["cells"] if c["table"] == "likelihood"
+               and c["model"] == "gauss_vae" and c["dataset"] == "mnist"]
+    assert cell["n_runs"] == 3
+    assert cell["measured"] == pytest.approx(values.mean())
+    assert cell["measured_pm"] == pytest.approx(values.std(ddof=1)) and values.std() > 1
+    knn = [c for c in results["cells"] if c["table"] == "knn" and c["model"] == "gauss_vae"
+           and c["dataset"] == "mnist" and c["setting"]["codes"] == "sampled"
+           and c["setting"]["k"] == 3]
+    errors = [100 * float(r["errors"]["3"]) for r in
+              results["knn"]["mnist"]["gauss_vae"]["sampled"]["per_seed"]]
+    assert knn[0]["n_runs"] == 3 and knn[0]["measured"] == pytest.approx(np.mean(errors))
+    text = open(os.path.join(out, "report.md")).read()
+    assert f"| {format_number(values.mean())} ± {format_number(values.std(ddof=1))} | 3 |" \
+        in text
+
+
+def test_two_configurations_for_one_row_are_refused(tmp_path, capsys):
+    paths = [_untrained_vae(str(tmp_path / "a"), 1, hidden=10),
+             _untrained_vae(str(tmp_path / "b"), 1, hidden=12)]
+    code = reproduce.main(paths + ["--table", "likelihood", "--no-figures", "--out",
+                                   str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert code == 1 and "differ in hidden_size" in err
+    assert not os.path.exists(tmp_path / "report")
+
+
+def test_a_sweep_folder_gives_its_chosen_setting_every_seed(tmp_path):
+    """sbdgm-reproduce SWEEP_DIR evaluates the runs of each cell's chosen setting (the
+    lowest mean validation score), every seed of it."""
+    from stick_breaking_dgms.evaluation.loading import find_checkpoints
+    sweep = tmp_path / "sweep"
+    runs = []
+    for alpha0, seed, valid_shift in ((1, 1, 0.0), (1, 2, 0.0), (5, 1, -50.0), (5, 2, -50.0)):
+        run_id = f"gauss_vae_mnist_alpha0={alpha0}_seed{seed}"
+        directory = str(sweep / "runs" / run_id)
+        path = _untrained_vae(directory, seed, name=run_id)
+        import h5py
+        with h5py.File(path.replace("_params_", "_metrics_"), "r+") as f:
+            f.attrs["best_score"] = 500.0 + seed + valid_shift
+        runs.append({"id": run_id, "model": "gauss_vae", "dataset": "mnist",
+                     "label_fraction": None, "setting": [["alpha0", alpha0]], "seed": seed,
+                     "argv": [], "experiment_dir": directory, "prefix": "gauss_vae",
+                     "name": run_id})
+    with open(sweep / "sweep.json", "w") as f:
+        json.dump({"format": "stick_breaking_dgms sweep", "format_version": 1, "swept":
+                   ["alpha0"], "runs": runs}, f)
+    found = find_checkpoints([str(sweep)])
+    assert [os.path.basename(os.path.dirname(p)) for p in found] == \
+        ["gauss_vae_mnist_alpha0=5_seed1", "gauss_vae_mnist_alpha0=5_seed2"]

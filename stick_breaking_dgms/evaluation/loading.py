@@ -76,10 +76,21 @@ def learning_curve(params_path):
 
 
 def find_checkpoints(paths):
-    """Best-parameters files among ``paths`` (files, or folders searched one level deep)."""
+    """Best-parameters files among ``paths``: files, folders searched one level deep, or
+    sweep folders (``sbdgm-sweep``), whose chosen setting's runs are taken, every seed
+    (:func:`~stick_breaking_dgms.sweep.aggregate.chosen_params_files`)."""
     found = []
     for p in paths:
-        if os.path.isdir(p):
+        if os.path.isdir(p) and os.path.isfile(os.path.join(p, "sweep.json")):
+            from ..sweep.aggregate import chosen_params_files
+            try:
+                hits = chosen_params_files(p)
+            except ValueError as e:
+                raise CheckpointError(str(e)) from None
+            if not hits:
+                raise CheckpointError(f"{p}: a sweep folder with no finished run yet")
+            found.extend(hits)
+        elif os.path.isdir(p):
             hits = sorted(glob.glob(os.path.join(p, "*_params_*.h5"))
                           + glob.glob(os.path.join(p, "*", "*_params_*.h5")))
             if not hits:

@@ -115,6 +115,20 @@ def select(results):
     return rows
 
 
+def chosen_params_files(sweep_dir):
+    """The best-parameters files of the runs each cell's chosen setting rests on (every
+    usable seed), in grid order: what ``sbdgm-reproduce SWEEP_DIR`` evaluates."""
+    _, results = collect(sweep_dir)
+    by_id = {r.run.id: r.run for r in results}
+    files = []
+    for row in select(results):
+        chosen = [c for c in row.candidates if c.setting == row.chosen]
+        for run_id in (chosen[0].runs if chosen else []):
+            if os.path.exists(by_id[run_id].files.best):
+                files.append(by_id[run_id].files.best)
+    return files
+
+
 def write_summary(sweep_dir, rows=None):
     """Write ``summary.md`` and ``summary.json`` in the sweep folder; return the rows."""
     rows = summarize(sweep_dir) if rows is None else rows

@@ -1,39 +1,27 @@
 """Where a run of the sweep stands, read from its own files.
 
 A run has finished when its checkpoint's state says so (``meta["state"]["status"]``
-"finished" or "nan", the values :data:`stick_breaking_dgms.runfiles.FINISHED` holds);
-the metrics file's ``status`` attribute is the fallback when no checkpoint can be read.
+"finished" or "nan", the values :data:`stick_breaking_dgms.runfiles.FINISHED` holds) and
+its log and metrics have caught up (:func:`stick_breaking_dgms.runfiles.run_status`).
 Only the run's base name is looked at: the sweep always resumes that run, never one
 with a counter appended.
 """
-import os
 
-from ..checkpoints import CheckpointError, read_checkpoint
 from ..runfiles import FINISHED
+from ..runfiles import run_status as files_status
 
 NEW, UNFINISHED = "new", "unfinished"
 
 
 def run_status(run):
     """"finished", "nan" (ended on a NaN, tested with its best parameters), "unfinished"
-    (files exist: the next attempt resumes) or "new" (nothing written yet)."""
-    files = run.files
-    for path in (files.checkpoint, files.previous_checkpoint):
-        if not os.path.exists(path):
-            continue
-        try:
-            _, meta = read_checkpoint(path)
-        except CheckpointError:
-            continue  # the training process falls back to .prev.h5 the same way
-        state = meta.get("state")
-        status = state.get("status") if isinstance(state, dict) else None
-        if status in FINISHED:
-            return status
-        return UNFINISHED
-    status = metrics_attrs(run).get("status")
+    (files exist: the next attempt resumes, or completes a run whose final log write a
+    kill prevented) or "new" (nothing written yet); from
+    :func:`stick_breaking_dgms.runfiles.run_status`, the training's own reading."""
+    status = files_status(run.files)
     if status in FINISHED:
         return status
-    return UNFINISHED if files.exists() else NEW
+    return NEW if status == "absent" else UNFINISHED
 
 
 def is_finished(run):
