@@ -128,6 +128,11 @@ def build_parser(model):
                        help="kumaraswamy only: terms of the series for E[log(1 - v)] in the "
                             "KL. Default: "
                             "%(default)s, as the original")
+        g.add_argument("--kl", default=D["kl"], choices=["series", "exact"],
+                       help="kumaraswamy only: the KL to the Beta(1, alpha0) prior. series: the "
+                            "original's truncated series (--kl-taylor-terms, --digamma), the "
+                            "faithful default; exact: exact to 1e-6 for every a, b > 0. "
+                            "Default: %(default)s")
         g.add_argument("--digamma", default=D["digamma"], choices=["series", "exact"],
                        help="kumaraswamy only: series: the original's "
                             "log b - 1/(2b) - 1/(12b^2) for psi(b) "

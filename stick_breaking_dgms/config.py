@@ -159,6 +159,7 @@ class LatentConfig:
     digamma: str = "series"                   # Kumaraswamy KL: "series" or "exact"
     clip: Optional[Tuple[float, float]] = None  # Kumaraswamy a, b clipped to [low, high]
     prior: Union[str, Tuple[float, float]] = "matched"  # Gauss-Logit prior on eta
+    kl: str = "series"                        # Kumaraswamy KL: the original's "series" or "exact"
 
     @property
     def construction(self):
@@ -175,6 +176,12 @@ class LatentConfig:
         _real("alpha0", self.alpha0, 0.0, low_open=True, what="a finite number > 0")
         _integer("kl_taylor_terms", self.taylor_terms, 1, MAX_TAYLOR_TERMS)
         _choice("digamma", self.digamma, ("series", "exact"))
+        _choice("kl", self.kl, ("series", "exact"))
+        if self.kl == "exact":
+            # the exact KL has no series to cut and no digamma to replace
+            for name in ("taylor_terms", "digamma"):
+                if getattr(self, name) != getattr(LatentConfig(), name):
+                    raise ConfigError(LATENT_FLAT[name], "applies to kl series, not to kl exact")
         if self.clip is not None:
             pair = _pair(self.clip)
             if pair is None or not 0 < pair[0] < pair[1] < math.inf:
@@ -187,7 +194,7 @@ class LatentConfig:
                 raise ConfigError("logit_prior", f"expected 'matched' or (MEAN, STD) with a "
                                                  f"finite MEAN and 0 < STD, got {self.prior!r}")
         defaults, mine = LatentConfig(), options_of(self.family)
-        for name in ("alpha0", "taylor_terms", "digamma", "clip", "prior"):
+        for name in ("alpha0", "taylor_terms", "digamma", "clip", "prior", "kl"):
             if name not in mine and getattr(self, name) != getattr(defaults, name):
                 owners = [f for f in REGISTRY if name in options_of(f)]
                 raise ConfigError(LATENT_FLAT[name], f"applies to posterior "
@@ -232,7 +239,8 @@ class TrainingConfig:
 
 # Flat names (the original's flags) of the latent options.
 LATENT_FLAT = {"family": "posterior", "alpha0": "alpha0", "taylor_terms": "kl_taylor_terms",
-               "digamma": "digamma", "clip": "clip_kumaraswamy", "prior": "logit_prior"}
+               "digamma": "digamma", "clip": "clip_kumaraswamy", "prior": "logit_prior",
+               "kl": "kl"}
 
 
 @dataclass(frozen=True)

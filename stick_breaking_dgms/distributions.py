@@ -20,13 +20,27 @@ The original code cuts the sum at ten terms and replaces :math:`\psi(b)` by the
 asymptotic series :math:`\log b - 1/(2b) - 1/(12 b^2)` with :math:`\gamma = 0.57721`;
 that is the default here (``taylor_terms=10, digamma="series"``). ``digamma="exact"``
 uses the true digamma and the full Euler constant; with enough terms the result is
-the exact KL (the series converges like :math:`m^{-1-b}`).
+the exact KL, but slowly: the terms fall like :math:`m^{-1-b}`, the rest of the sum after
+M terms like :math:`M^{-b}`, so for b < 1 thousands of terms still miss by percents.
+
+``method="exact"`` computes the exact KL instead (:func:`kumaraswamy_beta_kl_exact_graph`):
+the sum is :math:`-E[\log(1 - v)]/b`, written as :math:`-1/b - \log a + D(a, b)` with
+:math:`D` a bounded integral over :math:`w = 1 - v^a \sim \mathrm{Beta}(b, 1)`
+(:func:`kumaraswamy_excess_expr`), integrated by the trapezoidal rule in
+:math:`\mathrm{logit}(1 - w)`. That quadrature was chosen over an analytic tail for the
+series: the asymptotic expansion of :math:`B(m/a, b)` in :math:`a/m` holds only for
+:math:`m/a \gg b^2`, out of reach of any fixed number of terms when a and b are both
+large, while the quadrature is uniformly accurate (to 1e-6 relative for a, b in
+[1e-4, 1e4]) and is built from standard ops (so every linker runs it, JAX's included,
+with no custom op to keep in step); its gradient is the same rule applied to the
+integrand's derivatives, computed in the same pass. The digamma in the KL is computed
+to float64 precision too (:func:`harmonic_number_expr`).
 """
 import functools
 
 import numpy as np
 
-from .backend import at, function
+from .backend import at, function, lib
 from .stick_breaking import stick_breaking_expr
 
 EULER_GAMMA_ORIGINAL = 0.57721  # as written in the original code
@@ -48,19 +62,31 @@ def digamma_series_expr(b):
     return at.log(b) - 1.0 / (2.0 * b) - 1.0 / (12.0 * b ** 2)
 
 
-def kumaraswamy_beta_kl_expr(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series"):
+def kumaraswamy_beta_kl_expr(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series",
+                             method="series"):
     """Per-stick KL(Kumaraswamy(a, b) || Beta(prior_alpha, prior_beta)), elementwise in a, b.
 
-    Computed by the fused C kernel :class:`.kernels.KumaraswamyBetaKL` (the formula
-    above and its analytic gradient in one vectorised pass); ``a`` and ``b`` are
-    broadcast to a common shape first. :func:`kumaraswamy_beta_kl_graph` builds the
-    same formula as a plain Aesara graph (the reference the kernel is tested against).
-    Parameters as for :func:`kumaraswamy_beta_kl_graph`.
+    ``method="series"`` (the default, the original's KL): computed by the fused C kernel
+    :class:`.kernels.KumaraswamyBetaKL` (the formula above, cut at ``taylor_terms``
+    terms, with the ``digamma`` option, and its analytic gradient in one vectorised
+    pass); :func:`kumaraswamy_beta_kl_graph` builds the same formula as a plain graph
+    (the reference the kernel is tested against).
+
+    ``method="exact"``: the exact KL, :func:`kumaraswamy_beta_kl_exact_graph` (a graph of
+    standard ops, differentiated by the library); ``taylor_terms`` and ``digamma`` do not
+    apply to it.
+
+    ``a`` and ``b`` are broadcast to a common shape first. Other parameters as for
+    :func:`kumaraswamy_beta_kl_graph`.
     """
-    from .kernels import kumaraswamy_beta_kl as kernel
+    if method not in KL_METHODS:
+        raise ValueError(f"method must be one of {KL_METHODS}, got {method!r}")
     a, b = at.as_tensor_variable(a), at.as_tensor_variable(b)
     dtype = str(np.result_type(a.dtype, b.dtype))
     a, b = at.broadcast_arrays(at.cast(a, dtype), at.cast(b, dtype))
+    if method == "exact":
+        return kumaraswamy_beta_kl_exact_graph(a, b, prior_alpha, prior_beta)
+    from .kernels import kumaraswamy_beta_kl as kernel
     return kernel(a, b, prior_alpha, prior_beta, taylor_terms, digamma)
 
 
@@ -107,6 +133,200 @@ def _log_beta_fn(x, y):
     return betaln(x, y)
 
 
+# ---------------------------------------------------------------------------------------
+# The exact KL (method="exact").
+#
+# With w = 1 - v^a ~ Beta(b, 1) and v = (1 - w)^{1/a}, the sum in the KL is -E[log(1 - v)]
+# / b, and
+#
+#   E[log(1 - v)] = -1/b - log a + D(a, b),   D = E_w[f_a(w)],
+#   f_a(w) = log(a (1 - (1 - w)^{1/a}) / w),
+#
+# since E[-log w] = 1/b. f_a is bounded (between 0 at w = 0 and log a at w = 1), and
+# f_1 = 0: the terms that grow without bound as b -> 0 (-1/b) or a -> 0 (-log a) are
+# taken out in closed form, and D is a well-behaved integral. D is integrated in
+# sigma = logit(1 - w), in which 1 - w = sigmoid(sigma), w = sigmoid(-sigma) and the
+# three places where the integrand changes are each about one unit wide: the bulk of the
+# Beta(b, 1) density near sigma = -log b (b > 1), where f_a leaves 0 near sigma = -log a
+# (a < 1), and the slow growth of f_a (like log(-sigma)) as w -> 1. The integrand
+# decays exponentially on both sides, is analytic in a strip about the real axis, and
+# the trapezoidal rule converges geometrically on it; the interval is placed from a and b.
+# docs/kl_exact.md has the accuracy and the cost, and the alternatives measured.
+
+#: nodes of the trapezoidal rule for D
+EXACT_KL_NODES = 64
+# The interval in sigma: [-_LEFT - max(log b, 0), min(_RIGHT + max(-log a, 0), sigma_w)],
+# sigma_w where b softplus(sigma) = _WEIGHT_CUT. Beyond them the integrand is below
+# about e^-20 of its size (the density's tail, like e^sigma below its bulk; f_a, like
+# e^-sigma / min(a, 1) above; the density's e^-b softplus(sigma)).
+_LEFT, _RIGHT, _WEIGHT_CUT = 22.0, 20.0, 34.0
+KL_METHODS = ("series", "exact")
+
+# Bernoulli-number coefficients B_2j / (2j) of the asymptotic series of the digamma:
+# psi(x) ~ log x - 1/(2x) - sum_j c_j x^(-2j)
+_PSI_ASYMPTOTIC = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12)
+_PSI_SHIFT = 10  # psi at x >= 10 from the series: the first term left out is < 1e-16
+
+
+def harmonic_number_expr(b):
+    r"""The harmonic number :math:`H_b = \psi(1 + b) + \gamma` of a float64 tensor, to
+    float64 precision for every b > 0 (relative, also as b -> 0, where :math:`H_b \approx
+    \zeta(2)\, b`).
+
+    .. math::
+
+        H_b = \sum_{k=1}^{9} \frac{b}{k (k + b)} + \psi(10 + b) - \psi(10)
+
+    with the difference of digammas from their asymptotic series; every term is
+    proportional to b for small b, so nothing cancels. The libraries' own digamma is
+    good to about 1e-10 absolute, which is too coarse: the exact KL needs
+    :math:`-\gamma - \psi(b) - 1/b = -H_b` to float64 precision where it is small.
+    """
+    # integers and constants in b's dtype: Aesara rounds Python floats to floatX
+    n = _PSI_SHIFT
+    k = _const(np.arange(1, n), b)
+    b_ = at.shape_padright(b)
+    out = at.sum(b_ / (k * (k + b_)), axis=-1)
+    x = n + b
+    log_ratio = at.log1p(b / n)  # log(x / n)
+    # sum_j c_j (x^(-2j) - n^(-2j)), each difference as n^(-2j) expm1(-2j log(x / n)),
+    # which keeps its relative precision as b -> 0
+    for j, c in enumerate(_PSI_ASYMPTOTIC, start=1):
+        out = out - _const(c * float(n) ** (-2 * j), b) * at.expm1((-2 * j) * log_ratio)
+    return out + log_ratio + b / (2 * n * x)
+
+
+def _trapezoid_weights(n):
+    u = np.linspace(0.0, 1.0, n)
+    w = np.full(n, 1.0 / (n - 1))
+    w[0] = w[-1] = 0.5 / (n - 1)
+    return u, w
+
+
+def kumaraswamy_excess_expr(a, b, log_a=None):
+    r""":math:`D(a, b) = E[\log(1 - v)] + 1/b + \log a` for v ~ Kumaraswamy(a, b), a, b
+    float64 tensors of one shape, by the trapezoidal rule in :math:`\sigma = \mathrm{logit}(1 - w)`.
+
+    .. math::
+
+        D = \int_{-\infty}^{\infty} p_b(\sigma)\, f_a(\sigma)\, d\sigma, \qquad
+        p_b = b\, e^{-b\, \mathrm{sp}(\sigma) - q}, \qquad
+        f_a = \log(1 - e^{-q/a}) + \log a + \mathrm{sp}(\sigma)
+
+    with sp = softplus, :math:`q = \mathrm{sp}(-\sigma) = -\log(1 - w)` and
+    :math:`\mathrm{sp}(\sigma) = -\log w` (:math:`p_b` is the Beta(b, 1) density in
+    :math:`\sigma`, :math:`f_a` the integrand :math:`f_a(w)`). The gradient is the same
+    rule applied to the integrand's derivatives, computed alongside the value:
+
+    .. math::
+
+        \partial_a D = \int p_b\, \frac{1}{a}\Big(1 - \frac{x}{e^x - 1}\Big)\, d\sigma,
+        \qquad
+        \partial_b D = \int p_b \Big(\frac1b - \mathrm{sp}(\sigma)\Big) f_a\, d\sigma,
+        \qquad x = q/a
+
+    (the interval is placed from a and b, but its ends carry a negligible part of the
+    integral, so the nodes are held fixed). The three integrands come from one
+    elementwise op (:func:`_excess_terms_op`, one pass over the nodes), and the
+    derivatives enter the graph as the gradient of D:
+    :math:`D + (a - \bar a)\, \partial_a D + (b - \bar b)\, \partial_b D`, with the
+    bars and the three integrals held constant for differentiation. The library's own
+    gradient of the rule would take a backward pass over every node's intermediate
+    values, which costs more than the forward pass. Second derivatives of D are not
+    available.
+    """
+    if log_a is None:
+        log_a = at.log(a)
+    log_b = at.log(b)
+    lo = -_LEFT - at.maximum(log_b, 0.0)
+    # sigma_w: softplus^-1(_WEIGHT_CUT / b) = y + log(1 - e^-y), finite for any b
+    y = _WEIGHT_CUT / b
+    sigma_w = y + at.log(-at.expm1(-y))
+    hi = at.maximum(at.minimum(_RIGHT + at.maximum(-log_a, 0.0), sigma_w), lo + 1.0)
+    width = hi - lo
+    u, w = _trapezoid_weights(EXACT_KL_NODES)
+    pad = at.shape_padright
+    terms = _excess_terms_op()(_const(u, a), _const(w, a), pad(lo), pad(width), pad(a),
+                               pad(log_a), pad(b), pad(log_b))
+    value, d_a, d_b = (at.sum(t, axis=-1) * width for t in terms)
+    # no gradient through the rule itself (the library cannot differentiate the
+    # three-output op, and need not)
+    fixed = lib.gradient.disconnected_grad
+    d_a, d_b = fixed(d_a / a), fixed(d_b)
+    return fixed(value) + (a - fixed(a)) * d_a + (b - fixed(b)) * d_b
+
+
+def _excess_terms_op():
+    r"""The integrands of D, a dD/da and dD/db at one node, times the rule's weight, as
+    one elementwise op with three outputs (one pass over the nodes, no arrays between).
+
+    Inputs ``u, weight, lo, width, a, log_a, b, log_b`` (float64), the node
+    :math:`\sigma = lo + width \cdot u`. With :math:`l = \log(1 + e^{-|\sigma|})`:
+    :math:`-\log w = \max(\sigma, 0) + l`, :math:`q = \max(-\sigma, 0) + l`, the density
+    :math:`b w^b (1 - w) = \exp(\log b + b \log w - q)`. :math:`f_a = \log(1 - e^{-x}) +
+    \log a - \log w`, x = q/a: where w -> 0 it is the difference of two numbers near
+    :math:`-\log w`, exact to ~1e-16 of it in absolute terms, which is what the integral
+    needs. :math:`a\, \partial_a f_a = 1 - x/(e^x - 1)`, by its series
+    :math:`x/2 - x^2/12` for x < 1e-3.
+    """
+    S = lib.scalar
+
+    def c(v):
+        return S.constant(np.float64(v))
+    u, weight, lo, width, a, log_a, b, log_b = (
+        S.float64(n) for n in ("u", "weight", "lo", "width", "a", "log_a", "b", "log_b"))
+    sigma = lo + width * u
+    l1 = S.log1p(S.exp(-S.abs(sigma)))
+    minus_log_w = S.scalar_maximum(sigma, c(0.0)) + l1
+    q = S.scalar_maximum(-sigma, c(0.0)) + l1
+    density = S.exp(log_b - b * minus_log_w - q) * weight
+    x = q / a
+    one_m_e = -S.expm1(-x)                                            # 1 - e^-x
+    f = S.log(one_m_e) + log_a + minus_log_w
+    a_df_a = S.switch(S.lt(x, c(1e-3)), x * (c(0.5) - x / c(12.0)),
+                      c(1.0) - x * (c(1.0) - one_m_e) / one_m_e)
+    outputs = [density * f, density * a_df_a, density * (c(1.0) / b - minus_log_w) * f]
+    return lib.tensor.elemwise.Elemwise(
+        S.Composite([u, weight, lo, width, a, log_a, b, log_b], outputs))
+
+
+def expected_log_1m_v_expr(a, b):
+    r""":math:`E[\log(1 - v)]` under Kumaraswamy(a, b) (float64 tensors), exact to float64
+    precision up to the quadrature of :func:`kumaraswamy_excess_expr`:
+    :math:`-1/b - \log a + D(a, b)`."""
+    log_a = at.log(a)
+    return -1.0 / b - log_a + kumaraswamy_excess_expr(a, b, log_a)
+
+
+def kumaraswamy_beta_kl_exact_graph(a, b, prior_alpha, prior_beta):
+    r"""The exact per-stick KL(Kumaraswamy(a, b) || Beta(alpha, beta)), built from standard
+    ops only (it runs under every linker, JAX's included).
+
+    With :math:`E[\log(1 - v)] = -1/b - \log a + D(a, b)` (:func:`kumaraswamy_excess_expr`)
+    and :math:`-\gamma - \psi(b) - 1/b = -H_b` (:func:`harmonic_number_expr`):
+
+    .. math::
+
+        \mathrm{KL} = -\frac{a - \alpha}{a} H_b + \beta \log a + \log b + \log B(\alpha, \beta)
+            - 1 + \frac{\beta}{b} - (\beta - 1)\, D(a, b)
+
+    which is closed-form for :math:`\beta = 1`. Computed in float64 and rounded once to
+    the inputs' dtype (``a`` and ``b`` of one dtype and shape).
+    """
+    dtype = a.dtype
+    a64, b64 = at.cast(a, "float64"), at.cast(b, "float64")
+    alpha, beta = float(prior_alpha), float(prior_beta)
+
+    def c(x):  # a float64 constant (a Python float would be rounded to floatX)
+        return _const(x, a64)
+    log_a = at.log(a64)
+    kl = (-(a64 - c(alpha)) / a64 * harmonic_number_expr(b64) + c(beta) * log_a
+          + at.log(b64) + c(float(_log_beta_fn(alpha, beta)) - 1.0) + c(beta) / b64)
+    if beta != 1.0:
+        kl = kl - c(beta - 1.0) * kumaraswamy_excess_expr(a64, b64, log_a)
+    return at.cast(kl, dtype)
+
+
 def kumaraswamy_sample_expr(a, b, u):
     r"""Reparameterised Kumaraswamy draw :math:`v = (1 - u^{1/b})^{1/a}` for uniform ``u``.
 
@@ -146,27 +366,35 @@ def _common_dtype(*arrays):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_kl(dtype, prior_alpha, prior_beta, taylor_terms, digamma):
+def _compiled_kl(dtype, prior_alpha, prior_beta, taylor_terms, digamma, method="series"):
     a = at.vector("a", dtype=dtype)
     b = at.vector("b", dtype=dtype)
-    kl = kumaraswamy_beta_kl_expr(a, b, prior_alpha, prior_beta, taylor_terms, digamma)
+    kl = kumaraswamy_beta_kl_expr(a, b, prior_alpha, prior_beta, taylor_terms, digamma, method)
     return function([a, b], at.cast(kl, dtype))
 
 
-def kumaraswamy_beta_kl(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series"):
+def kumaraswamy_beta_kl(a, b, prior_alpha, prior_beta, taylor_terms=10, digamma="series",
+                        method="series"):
     """Per-stick KL(Kumaraswamy(a, b) || Beta(prior_alpha, prior_beta)) on NumPy arrays.
 
     ``a`` and ``b`` broadcast against each other; the result has their broadcast
     shape (the shape of ``a`` when they agree) and their float dtype. See
-    :func:`kumaraswamy_beta_kl_expr` for the formula and the options.
+    :func:`kumaraswamy_beta_kl_expr` for the formula and the options (``method``:
+    ``"series"``, the original's truncated series, or ``"exact"``).
     """
+    if method not in KL_METHODS:
+        raise ValueError(f"method must be one of {KL_METHODS}, got {method!r}")
     a = _float_array("a", a)
     b = _float_array("b", b)
     if np.any(~(a > 0)) or np.any(~(b > 0)):
         raise ValueError("Kumaraswamy parameters a and b must be positive")
     a, b = np.broadcast_arrays(a, b)
     dtype = str(_common_dtype(a, b))
-    f = _compiled_kl(dtype, float(prior_alpha), float(prior_beta), int(taylor_terms), digamma)
+    if method == "series":  # the compiled function of earlier versions, unchanged
+        f = _compiled_kl(dtype, float(prior_alpha), float(prior_beta), int(taylor_terms),
+                         digamma)
+    else:
+        f = _compiled_kl(dtype, float(prior_alpha), float(prior_beta), 10, "series", method)
     out = f(np.ascontiguousarray(a, dtype).ravel(), np.ascontiguousarray(b, dtype).ravel())
     return out.reshape(a.shape)
 

@@ -34,8 +34,8 @@ ORIGINAL_NAME_KEYS = ("activation_type", "alpha0", "batch_size", "dataset", "hid
                       "truncation_level", "latent_size", "label_drop_percentage",
                       "supervised_weight")
 # ... and ours, which enter the name only when they differ from their defaults.
-EXTRA_NAME_KEYS = ("seed", "posterior", "logit_prior", "kl_taylor_terms", "digamma", "floatX",
-                   "likelihood", "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
+EXTRA_NAME_KEYS = ("seed", "posterior", "logit_prior", "kl", "kl_taylor_terms", "digamma",
+                   "floatX", "likelihood", "clip_kumaraswamy", "clip_gradient_norm", "on_nan")
 # A checkpoint resumes only a run whose configuration agrees on all of them.
 IDENTITY_KEYS = ORIGINAL_NAME_KEYS + EXTRA_NAME_KEYS
 

@@ -79,6 +79,7 @@ def test_posterior_and_its_prior_name_a_run_only_when_not_the_default():
     assert "posterior" not in name([]) and "prior" not in name([])
     assert name([]) == name(["--posterior", "kumaraswamy"])  # existing runs keep their names
     assert "posterior_gamma" in name(["--posterior", "gamma"])
+    assert name([]) == name(["--kl", "series"]) and "_kl_exact" in name(["--kl", "exact"])
     assert name(["--posterior", "gauss-logit"]) != name(["--posterior", "gauss-logit",
                                                          "--logit-prior", "0,1"])
     # a negative mean needs the = form, as any argparse value starting with '-'

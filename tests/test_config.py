@@ -151,7 +151,7 @@ def test_training_from_python_makes_the_scripts_run(tmp_path):
     _, _, config = cli.parse_args("sb_vae", SMALL)
     out = io.StringIO()
     assert train(config, str(tmp_path / "py"), blas_threads=1, progress="never", out=out) == 0
-    assert "Results:" in out.getvalue()
+    assert "New run " in out.getvalue() and "  log:" in out.getvalue()
     assert cli.main("sb_vae", SMALL + ["--experiment-dir", str(tmp_path / "cli")]) == 0
     py = sorted(os.listdir(tmp_path / "py"))
     assert py == sorted(os.listdir(tmp_path / "cli")) and len(py) >= 4

@@ -174,7 +174,7 @@ def _check_chain(directory, steps, procs):
             assert "Traceback" not in proc.stderr, _describe(proc)
         nxt = procs[i + 1][1]
         if resume is None:
-            assert "Resuming" not in nxt.stdout and "Results: " in nxt.stdout, \
+            assert "Resuming" not in nxt.stdout and "New run " in nxt.stdout, \
                 f"after {hook} the next run should start over: {_describe(nxt)}"
         else:
             epoch, batch, which = resume

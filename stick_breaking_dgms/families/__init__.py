@@ -18,7 +18,7 @@ import importlib
 # name: (module, class, construction, the constructor's options)
 REGISTRY = {
     "kumaraswamy": ("kumaraswamy", "Kumaraswamy", "stick-breaking",
-                    ("alpha0", "taylor_terms", "digamma", "clip")),
+                    ("alpha0", "taylor_terms", "digamma", "clip", "kl")),
     "gauss-logit": ("gauss_logit", "GaussLogit", "stick-breaking", ("prior", "alpha0")),
     "gamma": ("gamma", "Gamma", "stick-breaking", ("alpha0",)),
     "gaussian": ("gaussian", "Gaussian", "gaussian", ()),

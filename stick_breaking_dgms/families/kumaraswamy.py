@@ -4,7 +4,7 @@ r"""Kumaraswamy posterior over the stick fractions, Beta(1, alpha0) prior (the S
 :math:`q(v) = a b v^{a-1} (1 - v^a)^{b-1}` on (0, 1); training draw
 :math:`v = (1 - u^{1/b})^{1/a}` with :math:`u \sim U(0.01, 0.99)` (the original's
 implicit clip); KL to Beta(1, alpha0) per :mod:`..distributions` (ten-term series and the
-series digamma by default, as the original).
+series digamma by default, as the original; ``kl="exact"`` for the exact KL).
 
 The symbolic methods build exactly the original's graph (same functions, weight order
 W_a, W_b, same noise; tests/test_families.py checks it node for node), except that
@@ -18,8 +18,9 @@ import numpy as np
 from ..backend import at, softplus
 # _SERIES_BELOW: the threshold of the evaluation graph's series branches, shared so that
 # the port switches where the graph does
-from ..distributions import (_SERIES_BELOW, DIGAMMA_CHOICES, kumaraswamy_beta_kl_expr,
-                             kumaraswamy_mean_expr, kumaraswamy_sample_expr)
+from ..distributions import (_SERIES_BELOW, DIGAMMA_CHOICES, KL_METHODS,
+                             kumaraswamy_beta_kl_expr, kumaraswamy_mean_expr,
+                             kumaraswamy_sample_expr)
 from .base import (TRAINING_UNIFORM_RANGE, LatentFamily, beta_log_pdf_from_logs, check_samples,
                    log1mexp, open_uniform)
 
@@ -74,6 +75,11 @@ class Kumaraswamy(LatentFamily):
         The original's asymptotic series for psi(b), or the true digamma.
     clip : (float, float) or None
         Bounds for a and b; each stick's KL is then floored at 0. Off by default.
+    kl : {"series", "exact"}
+        ``"series"``: the original's KL, its series cut at ``taylor_terms`` terms with the
+        ``digamma`` option (the default); ``"exact"``: the exact KL
+        (:func:`..distributions.kumaraswamy_beta_kl_exact_graph`), for which
+        ``taylor_terms`` and ``digamma`` do not apply.
     """
 
     name = "kumaraswamy"
@@ -82,7 +88,7 @@ class Kumaraswamy(LatentFamily):
     diagnostic_names = ("min_a", "min_b")
 
     def __init__(self, n_in, n_latent, rng, alpha0=5.0, taylor_terms=10, digamma="series",
-                 clip=None):
+                 clip=None, kl="series"):
         if not (math.isfinite(float(alpha0)) and float(alpha0) > 0):
             raise ValueError(f"alpha0 must be positive and finite, got {alpha0!r}")
         if digamma not in DIGAMMA_CHOICES:
@@ -91,8 +97,11 @@ class Kumaraswamy(LatentFamily):
             raise ValueError(f"taylor_terms must be >= 1, got {taylor_terms!r}")
         if clip is not None and not (len(clip) == 2 and 0 < clip[0] < clip[1]):
             raise ValueError(f"clip must be None or (low, high) with 0 < low < high, got {clip!r}")
+        if kl not in KL_METHODS:
+            raise ValueError(f"kl must be one of {KL_METHODS}, got {kl!r}")
         self.prior_alpha, self.prior_beta = 1.0, float(alpha0)
         self.taylor_terms, self.digamma, self.clip = int(taylor_terms), digamma, clip
+        self.kl_method = kl
         super().__init__(n_in, n_latent, rng)
 
     def posterior(self, h):
@@ -112,10 +121,12 @@ class Kumaraswamy(LatentFamily):
 
     def kl(self, post):
         per_stick = kumaraswamy_beta_kl_expr(post["a"], post["b"], self.prior_alpha,
-                                             self.prior_beta, self.taylor_terms, self.digamma)
+                                             self.prior_beta, self.taylor_terms, self.digamma,
+                                             self.kl_method)
         if self.clip is not None:
             # The truncated series dips below 0 near the prior's (1, alpha0): with the safety
-            # option on, the floor keeps the optimiser from exploiting it.
+            # option on, the floor keeps the optimiser from exploiting it (a no-op on the
+            # exact KL, which is >= 0 up to rounding).
             per_stick = at.maximum(per_stick, 0.0)
         return at.sum(per_stick, axis=1)
 
