@@ -1,5 +1,6 @@
 """Evaluations: importance sampling against closed forms, kNN and active dimensions by hand."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -395,3 +396,31 @@ def test_a_trained_model_is_rebuilt_with_its_training_seed(tmp_path):
                                                "args": {**vars(args), "seed": "abc"}})
     with pytest.raises(CheckpointError, match="seed: expected an integer"):
         load_model(bad)
+
+
+def test_the_regression_check_leaves_no_working_folder(tmp_path, monkeypatch, capsys):
+    """``regression --check`` trains in a temporary folder (about 20 MB) and removes it,
+    whether the check passes or the training fails."""
+    import json
+    import tempfile
+    from stick_breaking_dgms.evaluation import regression
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts it
+    made = []
+
+    def fake_run(workdir, data_dir="./datasets"):
+        made.append(workdir)
+        with open(os.path.join(workdir, "checkpoint.h5"), "wb") as f:
+            f.write(b"\0" * 1000)
+        return None, {"sb_vae/is_nll": (100.0, "nll")}
+
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps({"metrics": {"sb_vae/is_nll": {
+        "value": 100.0, "tolerance": 1.0, "kind": "nll"}}}))
+    monkeypatch.setattr(regression, "run", fake_run)
+    assert regression.main(["--check", str(reference)]) == 0
+    monkeypatch.setattr(regression, "run", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("training failed")))
+    with pytest.raises(RuntimeError):
+        regression.main(["--check", str(reference)])
+    assert made and not os.path.exists(made[0])
+    assert os.listdir(tmp_path) == ["reference.json"]
