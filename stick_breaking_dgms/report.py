@@ -246,8 +246,13 @@ def render_report(results, cells, opts, meta):
          if meta.get("git") else ""))
     test_note = (f"the first {opts.test_subset:,} test examples" if opts.test_subset
                  else "the whole test set")
+    protocols = list(getattr(opts, "protocols", None) or ["ours"])
     w(f"* evaluation: {test_note}; {opts.samples} importance samples per example; "
-      f"evaluation seed {opts.seed}")
+      f"evaluation seed {opts.seed}; likelihood protocols: {', '.join(protocols)}"
+      + (f" (large S on the first {opts.large_s_subset:,} examples)"
+         if "large-s" in protocols else "")
+      + (f"; kNN over {opts.knn_code_draws} draws of the sampled codes"
+         if "knn" in opts.table and getattr(opts, "knn_code_draws", None) else ""))
     w(f"* tolerances: -log p(x) agrees when |measured - published| <= {opts.tolerance_nats:g} "
       f"nats; error rates when |measured - published| <= {opts.tolerance_pp:g} percentage "
       f"points, or twice the published ± where that is larger. Otherwise the verdict says "
@@ -318,6 +323,7 @@ def render_report(results, cells, opts, meta):
               f"{setting_text(c['setting']) or '—'} | {published} | "
               f"{_pm(c['measured'], c['measured_pm'])}{note}{detail} | "
               f"{_runs_text(c.get('n_runs'))} | {diff} | {c['verdict']} |")
+    _protocol_sections(w, results, opts)
     lik = results["likelihood"]
     if lik:
         w("")
@@ -428,6 +434,106 @@ def render_report(results, cells, opts, meta):
       "estimates and their Monte Carlo errors, active dimensions, predicted labels, in test "
       "order) in `per_example.npz`.")
     return "\n".join(lines) + "\n"
+
+
+def _protocol_sections(w, results, opts):
+    """The likelihood protocols (when more than ``ours`` ran) and the kNN over several code
+    draws, for the same checkpoints, side by side."""
+    from .published import dataset_name, model_name
+    protocols = results.get("likelihood_protocols") or {}
+    shown = {d: m for d, m in protocols.items()
+             if any(len(c["rows"]) > 1 for cs in m.values() for c in cs)}
+    draws = results.get("knn_code_draws") or {}
+    if not shown and not draws:
+        return
+    w("")
+    w("## Evaluation protocols side by side")
+    if shown:
+        w("")
+        w("### Likelihood: test -log p(x) under each protocol (nats)")
+        w("")
+        w("The paper's protocol was never published. `ours`: S importance samples from the "
+          "exact posterior, every example kept. `author`: the first author's later code, "
+          "S = 50, u in (1e-8, 1 - 1e-8), every sample sweep (one draw for all examples) "
+          "whose mean over the examples is not finite dropped (counted here). "
+          "`training sampler`: the training sampler's draws (u ~ U(0.01, 0.99) for the "
+          "Kumaraswamy, Knowles' draws for the Gamma) scored with the plain density, "
+          "**biased** where that sampler is not exact. `large S`: the same estimator with "
+          "more samples; -log p(x) falls towards its true value as S grows, so the gap to "
+          "the S = 100 row of the same examples is the bias of S = 100. Outliers: "
+          "-log p(x) > Q3 + 3 IQR, or not finite; ESS: the mean effective sample size.")
+        w("")
+        w("| model | data set | protocol | seed | examples | mean ± SE | median | outliers | "
+          "mean without outliers | mean ESS | dropped | time | note |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for dataset, models in shown.items():
+            for model, checkpoints in models.items():
+                for c in checkpoints:
+                    for r in c["rows"]:
+                        note = ("**biased**: " + r["note"]) if r.get("biased") else r["note"]
+                        dropped = (f"{r['dropped']} of {r['samples']} sweeps"
+                                   if r["dropped_unit"] == "sweeps"
+                                   else f"{r['dropped']} examples")
+                        w(f"| {model_name(model)} | {dataset_name(dataset)} | {r['label']} | "
+                          f"{c['seed']} | {r['n']:,} | {format_number(r['mean_nll'])} ± "
+                          f"{format_number(r['se_nll'])} | {format_number(r['median_nll'])} | "
+                          f"{r['n_outliers']} | "
+                          f"{format_number(r['mean_nll_without_outliers'])} | "
+                          f"{format_number(r['mean_ess'], 1)} of {r['samples']:,} | "
+                          f"{dropped} | {format_number(r['seconds'], 1)} s | {note or '—'} |")
+    if draws:
+        w("")
+        w("### kNN test error over independent code draws (%)")
+        w("")
+        w("Each sampled-code row is the mean ± the standard deviation over independent draws "
+          "of every training and test code (minimum–maximum in brackets). Training sampler: "
+          "the model's own sampler (u ~ U(0.01, 0.99) for the Kumaraswamy); its draw 1 is "
+          "the codes of the 'sampled codes' row above, the paper's one-draw protocol. Exact "
+          "posterior: the full Kumaraswamy (u uniform on (0, 1)). Posterior mean: "
+          "deterministic, one value.")
+        w("")
+        ks = sorted({int(k) for models in draws.values() for cs in models.values()
+                     for c in cs for k in c["training_sampler"]["mean"]})
+        w("| model | data set | codes | seed | draws | "
+          + " | ".join(f"k = {k}" for k in ks) + " |")
+        w("|---|---|---|---|---|" + "---|" * len(ks))
+        for dataset, models in draws.items():
+            for model, checkpoints in models.items():
+                for c in checkpoints:
+                    for key, label in (("training_sampler", "training sampler (draw 1: the "
+                                                            "paper's one-draw protocol)"),
+                                       ("exact_posterior", "exact posterior")):
+                        r = c[key]
+                        cells = [_draws_cell(r, k) for k in ks]
+                        w(f"| {model_name(model)} | {dataset_name(dataset)} | {label} | "
+                          f"{c['seed']} | {r['draws']} | " + " | ".join(cells) + " |")
+                    errors = c["posterior_mean"]["errors"]
+                    cells = ["—" if _at_k(errors, k) is None
+                             else format_number(100 * float(_at_k(errors, k))) for k in ks]
+                    w(f"| {model_name(model)} | {dataset_name(dataset)} | posterior mean "
+                      f"(deterministic) | {c['seed']} | 1 | " + " | ".join(cells) + " |")
+
+
+def _draws_cell(r, k):
+    """``mean ± sd (min–max)`` in % at one k, from
+    :func:`..evaluation.knn.knn_errors_over_draws` (keys are strings after JSON)."""
+    def get(d):
+        return _at_k(d, k)
+    mean, sd = get(r["mean"]), get(r["std"])
+    if mean is None:
+        return "—"
+    text = format_number(100 * float(mean))
+    if sd is not None:
+        text += f" ± {format_number(100 * float(sd))}"
+    return text + (f" ({format_number(100 * float(get(r['min'])))}–"
+                   f"{format_number(100 * float(get(r['max'])))})")
+
+
+def _at_k(values, k):
+    """``values[k]`` of a {k: value} dict whose keys may be ints or strings, or None."""
+    if not isinstance(values, dict):
+        return None
+    return values.get(str(k), values.get(k))
 
 
 def _negated(v):

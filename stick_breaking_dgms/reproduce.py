@@ -3,9 +3,14 @@
 Given best-parameters files (``*_params_*.h5``, or folders holding them), or training
 them first with the paper's settings (``--train``), this computes the paper's tables
 
-* ``likelihood``: test -log p(x) by importance sampling (S = ``--samples``, 100);
+* ``likelihood``: test -log p(x) by importance sampling (S = ``--samples``, 100); with
+  ``--protocols``, the same checkpoints under the author's later protocol, the training
+  sampler's (biased) draws and large S, side by side
+  (:mod:`.evaluation.likelihood`, "Evaluation protocols");
 * ``knn``: kNN test error on latent codes (k = 3, 5, 10; sampled codes as the paper,
-  posterior-mean codes besides) and on raw pixels; the SB-VAE's active dimensions;
+  posterior-mean codes besides) and on raw pixels, and its mean and spread over
+  ``--knn-code-draws`` independent draws of the sampled codes (training sampler and
+  exact posterior); the SB-VAE's active dimensions;
 * ``semisup``: the semi-supervised models' test error (argmax q(y | x)) and the kNN
   (k = 5) pixel baseline with the same fraction of labels;
 
@@ -106,6 +111,23 @@ def build_parser():
                    help="evaluate on the first N test examples only (quick checks)")
     g.add_argument("--knn-k", type=neighbours, nargs="+", default=[3, 5, 10],
                    help="k of the kNN tables. Default: 3 5 10")
+    g.add_argument("--protocols", nargs="+", default=["ours"], metavar="PROTOCOL",
+                   choices=["ours", "author", "training-sampler", "large-s"],
+                   help="likelihood protocols reported side by side for the same checkpoints "
+                        "(ours: S = --samples, exact posterior; author: S = 50, u in "
+                        "(1e-8, 1 - 1e-8), non-finite sample sweeps dropped; "
+                        "training-sampler: the training sampler's draws with the plain "
+                        "density, biased; large-s: S = 1,000 and 5,000 on "
+                        "--large-s-subset examples and S = 1,000 on all, expensive). "
+                        "ours always runs (it is the table's number). Default: ours")
+    g.add_argument("--large-s-subset", type=positive_int, default=1000, metavar="N",
+                   help="test examples of the large-s protocol's S = 5,000 and 1,000 rows "
+                        "(the first N). Default: %(default)s")
+    g.add_argument("--knn-code-draws", type=positive_int, default=10, metavar="D",
+                   help="independent draws of the sampled codes for the kNN mean and spread, "
+                        "with the training sampler and with the exact posterior (draw 1 of "
+                        "the training sampler is the 'sampled codes' cell). "
+                        "Default: %(default)s")
     g.add_argument("--knn-draws", type=positive_int, default=3,
                    help="label draws of the semi-supervised kNN (k = 5) pixel baseline "
                         "(mean +- std). Default: %(default)s")
@@ -321,7 +343,8 @@ class Evaluation:
         self.opts, self.out_dir = opts, out_dir
         self.results = {"checkpoints": [], "likelihood": {}, "knn": {}, "active_dimensions": {},
                         "semisup": {}, "semisup_knn_baseline": {}, "timings": {},
-                        "figures": {}, "notes": []}
+                        "figures": {}, "notes": [], "likelihood_protocols": {},
+                        "knn_code_draws": {}}
         self._data = {}
         self.models = []
         self.arrays = {}  # per-example numbers, saved to per_example.npz
@@ -435,6 +458,43 @@ class Evaluation:
                  f"{format_number(summary['se_nll'])} (median {format_number(summary['median_nll'])}, "
                  f"{summary['n_outliers']} outliers, {summary['nan_samples']} NaN samples) in "
                  f"{per['seconds']:.1f}s")
+            self._protocols(lm, x, per, first)
+
+    def _protocols(self, lm, x, ours, first):
+        """The likelihood protocols of ``--protocols`` on this checkpoint, side by side;
+        ``ours`` is the table's own run (``ours``, not recomputed)."""
+        from .evaluation.likelihood import evaluate_protocol, protocol_row, protocol_runs
+        runs = protocol_runs(set(self.opts.protocols) | {"ours"}, self.opts.samples,
+                             self.opts.large_s_subset)
+        rows = []
+        for run in runs:
+            if run.key == "ours":
+                per = ours
+            else:
+                n = len(x) if run.subset is None else min(run.subset, len(x))
+                progress = self.progress(f"likelihood protocol {run.key} of {lm.name} "
+                                         f"(S={run.samples:,})", n)
+                per = evaluate_protocol(lm, x, run, seed=self.opts.seed,
+                                        rows_per_batch=self.opts.rows_per_batch,
+                                        progress=progress)
+                progress.finish()
+                self.timed(f"likelihood/{lm.dataset}/{lm.name}/{run.key}", per["seconds"])
+                if first:
+                    self.arrays[f"likelihood_protocols/{lm.dataset}/{lm.name}/{run.key}/"
+                                f"log_px"] = per["log_px"]
+            row = protocol_row(per, run, lm.family)
+            rows.append(row)
+            if run.key != "ours":
+                dropped = (f", {row['dropped']} of {run.samples} sweeps dropped"
+                           if row["dropped_unit"] == "sweeps" else "")
+                _log(f"{lm.name} [{row['label']}]: -log p(x) = "
+                     f"{format_number(row['mean_nll'])} (median "
+                     f"{format_number(row['median_nll'])}, mean ESS "
+                     f"{format_number(row['mean_ess'], 1)}{dropped}) in "
+                     f"{row['seconds']:.1f}s")
+        self.results["likelihood_protocols"].setdefault(lm.dataset, {}).setdefault(
+            lm.name, []).append({"seed": int(lm.config.seed), "path": lm.info["path"],
+                                 "rows": rows})
 
     # knn and active dimensions
     def knn(self):
@@ -479,6 +539,7 @@ class Evaluation:
                           {"errors": dict(res["errors"])})
             _log(f"{lm.name}: kNN error (sampled codes) "
                  + ", ".join(f"k={k}: {100 * entry['sampled']['errors'][k]:.2f}%" for k in ks))
+            self._knn_code_draws(lm, data, x_test, y_test, ks, (tr_s, te_s), entry["mean"])
             if first and lm.construction == "stick-breaking":  # active dimensions: sticks
                 usage = {}
                 for name, codes in (("mean", te_m), ("sampled", te_s)):
@@ -503,6 +564,46 @@ class Evaluation:
                 self.timed(f"knn/{lm.dataset}/raw_pixels", res["seconds"])
                 _log("raw pixels: kNN error "
                      + ", ".join(f"k={k}: {100 * res['errors'][k]:.2f}%" for k in ks))
+
+    def _knn_code_draws(self, lm, data, x_test, y_test, ks, first_sampled, mean_res):
+        """kNN over ``--knn-code-draws`` independent draws of the sampled codes, with the
+        training sampler (draw 1: the codes of the 'sampled' cell, the paper's one-draw
+        protocol) and with the exact posterior; the posterior-mean codes beside them."""
+        from .evaluation.knn import knn_errors_over_draws
+        draws = self.opts.knn_code_draws
+        started = time.time()
+        params_train = lm.posterior_params(data.train_x)
+        params_test = lm.posterior_params(x_test)
+
+        def sampled(sampler):
+            for d in range(draws):
+                if sampler == "training" and d == 0:
+                    yield first_sampled
+                    continue
+                # an independent stream per (sampler, draw), train codes then test codes
+                rng = np.random.default_rng([self.opts.seed, 0 if sampler == "training"
+                                             else 1, d])
+                yield (lm.drawn_codes(params_train, rng, sampler),
+                       lm.drawn_codes(params_test, rng, sampler))
+
+        out = {"seed": int(lm.config.seed), "path": lm.info["path"], "draws": draws,
+               "one_draw_protocol": "training_sampler draw 1 (the 'sampled codes' cell)"}
+        for key, sampler in (("training_sampler", "training"), ("exact_posterior", "exact")):
+            progress = self.progress(f"kNN {lm.name} over {draws} draws of the "
+                                     f"{key.replace('_', ' ')} codes", draws, unit="draws")
+            out[key] = knn_errors_over_draws(sampled(sampler), data.train_y, y_test, ks,
+                                             progress=progress.update)
+            progress.finish()
+        out["posterior_mean"] = {"errors": dict(mean_res["errors"])}
+        self.results["knn_code_draws"].setdefault(lm.dataset, {}).setdefault(
+            lm.name, []).append(out)
+        self.timed(f"knn/{lm.dataset}/{lm.name}/code_draws", time.time() - started)
+        for key in ("training_sampler", "exact_posterior"):
+            r = out[key]
+            _log(f"{lm.name}: kNN error over {draws} draws, {key.replace('_', ' ')} codes: "
+                 + ", ".join(f"k={k}: {100 * r['mean'][k]:.2f}"
+                             + (f" +- {100 * r['std'][k]:.2f}%" if r["std"][k] is not None
+                                else "%") for k in ks))
 
     # semi-supervised
     def semisup(self):
@@ -705,7 +806,6 @@ def main(argv=None):
         parser.error(f"argument --mode: {e}")
     threads = backend.configure_blas_threads(opts.blas_threads)
     from .checkpoints import CheckpointError
-    from .datasets import DatasetError
     from .evaluation.loading import find_checkpoints
     try:
         paths = find_checkpoints(opts.checkpoints) if opts.checkpoints else []

@@ -88,9 +88,14 @@ def _gauss_kl_twice():
 
 
 def _importance_u_clipped():
-    from stick_breaking_dgms.families import kumaraswamy
-    original = kumaraswamy.open_uniform
-    kumaraswamy.open_uniform = lambda rng, size: 0.01 + 0.98 * original(rng, size)
+    from stick_breaking_dgms.families import base, kumaraswamy
+    original = kumaraswamy.draw_uniform
+
+    def clipped(rng, size, uniform=None):  # the exact posterior's u, squeezed into (0.01, 0.99)
+        if uniform is None:
+            return 0.01 + 0.98 * base.open_uniform(rng, size)
+        return original(rng, size, uniform)
+    kumaraswamy.draw_uniform = clipped
 
 
 def _nothing():

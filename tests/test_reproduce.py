@@ -159,6 +159,30 @@ def test_gauss_vae_elbo_from_the_training_graph_agrees_with_the_importance_weigh
     assert elbo_training <= -float(s["mean_nll"]) + 3 * (se + float(s["se_nll"]))
 
 
+def test_knn_over_code_draws_keeps_the_sampled_cell_as_its_first_draw(regression_run):
+    """The draws of the sampled codes (the regression recipe's --knn-code-draws; 10 by
+    default): draw 1 of the training sampler is the 'sampled codes' cell (the paper's
+    one-draw protocol); the report shows the rows."""
+    _, report, _, results = regression_run
+    recipe = regression.EVALUATE
+    draws = int(recipe[recipe.index("--knn-code-draws") + 1])
+    text = open(os.path.join(report, "report.md")).read()
+    assert "### kNN test error over independent code draws" in text
+    for model in ("sb_vae", "gauss_vae"):
+        (entry,) = results["knn_code_draws"]["mnist"][model]
+        sampled = results["knn"]["mnist"][model]["sampled"]["errors"]
+        mean = results["knn"]["mnist"][model]["mean"]["errors"]
+        for k in ("3", "5", "10"):
+            per_draw = entry["training_sampler"]["errors_per_draw"][k]
+            assert len(per_draw) == draws and per_draw[0] == sampled[k]
+            assert entry["training_sampler"]["mean"][k] == pytest.approx(np.mean(per_draw))
+            assert len(entry["exact_posterior"]["errors_per_draw"][k]) == draws
+            assert entry["posterior_mean"]["errors"][k] == mean[k]
+        assert f"| {model_name(model)} | MNIST | exact posterior | 1234 | {draws} |" in text
+    # the default protocols are ours only: no likelihood protocol table
+    assert "### Likelihood: test -log p(x) under each protocol" not in text
+
+
 def test_existing_report_folder_gets_a_counter_and_no_matplotlib_is_explained(
         regression_run, monkeypatch):
     work, report, _, results = regression_run

@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from ..backend import at, sigmoid, softplus
-from .base import LatentFamily, check_samples, constant_like, log_softplus_pair
+from .base import (LatentFamily, check_samples, check_uniform_range, constant_like,
+                   log_softplus_pair)
 from .gauss_logit import matched_prior
 
 _NODES, _WEIGHTS = np.polynomial.laguerre.laggauss(32)  # E[f(|eps|)] = sum w f(x)
@@ -42,6 +43,7 @@ class LaplaceLogit(LatentFamily):
     model_prefix = "laplace_logit_"
     weight_names = ("W_mu", "W_scale")
     diagnostic_names = ("min_scale", "max_abs_mu")
+    training_sampler_exact = False  # the training noise's uniform is clipped to (-0.49, 0.49)
 
     def __init__(self, n_in, n_latent, rng, alpha0=5.0):
         self.alpha0 = float(alpha0)
@@ -85,11 +87,30 @@ class LaplaceLogit(LatentFamily):
         eta = rng.laplace(self.prior_mean, self.prior_scale, size=(n, self.n_latent))
         return 1.0 / (1.0 + np.exp(-eta))
 
-    def importance_sample(self, rng, params, samples):
-        """Exact Laplace draws of eta; ``log_q``, ``log_p`` their Laplace densities."""
+    def importance_sample(self, rng, params, samples, uniform=None):
+        """Exact Laplace draws of eta; ``log_q``, ``log_p`` their Laplace densities.
+        The draws use no uniform on (0, 1), so ``uniform`` (checked) changes nothing."""
+        check_uniform_range(uniform)
         mu, s = self._params64(params, ("mu", "scale"))
         samples = check_samples(samples)
         eps = rng.laplace(0.0, 1.0, size=(mu.shape[0], samples, mu.shape[1]))
+        mu, s = mu[:, None, :], s[:, None, :]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            eta = mu + s * eps
+            log_v, log_1m_v = log_softplus_pair(eta)
+            log_q = np.sum(-np.log(2.0 * s) - np.abs(eps), axis=-1)
+            log_p = np.sum(-math.log(2.0 * self.prior_scale)
+                           - np.abs(eta - self.prior_mean) / self.prior_scale, axis=-1)
+        return {"log_v": log_v, "log_1m_v": log_1m_v}, log_q, log_p
+
+    def training_sample(self, rng, params, samples):
+        """The training sampler, for the evaluation's ``training-sampler`` protocol: the
+        clipped uniform of :meth:`training_noise` through the Laplace quantile, scored
+        with the plain density (so it is biased, as the Kumaraswamy's is)."""
+        mu, s = self._params64(params, ("mu", "scale"))
+        samples = check_samples(samples)
+        u = rng.uniform(-0.49, 0.49, size=(mu.shape[0], samples, mu.shape[1]))
+        eps = -np.sign(u) * np.log1p(-2.0 * np.abs(u))
         mu, s = mu[:, None, :], s[:, None, :]
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             eta = mu + s * eps

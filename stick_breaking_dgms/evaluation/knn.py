@@ -138,3 +138,51 @@ def knn_errors(train_x, train_y, test_x, test_y, ks=DEFAULT_KS, dtype=np.float64
             "n_test": int(len(test_y)), "n_train": int(len(train_y)),
             "bad_train": bad["bad_train"], "bad_test": bad["bad_test"],
             "seconds": time.time() - started}
+
+
+def knn_errors_over_draws(code_draws, train_y, test_y, ks=DEFAULT_KS, dtype=np.float64,
+                          progress=None):
+    r"""kNN test errors over several independent draws of the codes: each draw's, their
+    mean and spread.
+
+    Parameters
+    ----------
+    code_draws : iterable of (train_codes, test_codes)
+        One pair per draw (a generator, so that one draw's codes are held at a time).
+    train_y, test_y : arrays
+    ks : iterable of int
+    progress : callable or None
+        Called with the number of draws done after each draw.
+
+    Returns
+    -------
+    dict
+        ``draws`` (D), ``errors_per_draw`` ({k: [error of draw 1, ..., draw D]},
+        fractions), ``mean`` ({k: mean over draws}), ``std`` ({k: the sample standard
+        deviation over draws, :math:`\sqrt{\sum_d (e_d - \bar e)^2 / (D - 1)}`; None for
+        one draw}), ``min``, ``max``, ``n_test``, ``bad_test`` (non-finite test codes
+        summed over draws) and ``seconds``.
+    """
+    started = time.time()
+    ks = sorted({int(k) for k in ks})
+    per = {k: [] for k in ks}
+    bad_test = 0
+    n_test = len(test_y)
+    for d, (train_codes, test_codes) in enumerate(code_draws):
+        res = knn_errors(train_codes, train_y, test_codes, test_y, ks, dtype=dtype)
+        for k in ks:
+            per[k].append(float(res["errors"][k]))
+        bad_test += res["bad_test"]
+        if progress is not None:
+            progress(d + 1)
+    draws = len(per[ks[0]])
+    if draws == 0:
+        raise ValueError("no code draw to classify (code_draws was empty)")
+    errs = {k: np.asarray(v) for k, v in per.items()}
+    return {"draws": draws, "errors_per_draw": per,
+            "mean": {k: float(e.mean()) for k, e in errs.items()},
+            "std": {k: (float(e.std(ddof=1)) if draws > 1 else None) for k, e in errs.items()},
+            "min": {k: float(e.min()) for k, e in errs.items()},
+            "max": {k: float(e.max()) for k, e in errs.items()},
+            "n_test": int(n_test), "bad_test": int(bad_test),
+            "seconds": time.time() - started}

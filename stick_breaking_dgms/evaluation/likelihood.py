@@ -32,7 +32,32 @@ reported and kept out of the finite mean, which is given beside the mean over al
 examples. Examples whose estimate is far above the rest (beyond the upper quartile plus
 ``OUTLIER_IQR`` interquartile ranges) are listed with their smallest posterior
 parameters, and the mean without them is reported beside the mean with them.
+
+Evaluation protocols
+--------------------
+The paper's protocol was never published; :func:`protocol_runs` names the ones compared
+side by side on the same checkpoint (:func:`evaluate_protocol`, :func:`protocol_row`):
+
+``ours``
+    S = 100, the exact posterior, every example and every sample kept (the above).
+``author``
+    The first author's later code (``calc_margLikelihood``): S = 50, the uniforms of
+    the draw from U(1e-8, 1 - 1e-8), and every *sample sweep* whose mean is not finite
+    dropped. A sweep is one importance sample drawn for every evaluated example (column
+    s of the (N, S) log-weights); its mean is over the N examples, so one example's NaN
+    or infinite log-weight drops draw s for all of them. The estimate of each example is
+    then the log-mean-exp over the kept sweeps, divided by their number
+    (:func:`author_sweeps`); the number dropped is reported.
+``training-sampler``
+    The training sampler's draws (u ~ U(0.01, 0.99) for the Kumaraswamy, Knowles' draws
+    for the Gamma) scored with the plain densities: biased where that sampler is not
+    exact (:attr:`~..families.base.LatentFamily.training_sampler_exact`).
+``large-s``
+    S = 100, 1,000 and 5,000 on the first ``large_s_subset`` examples, and S = 1,000 on
+    all of them: :math:`E[\log\hat p_S(x)]` increases with S towards log p(x) (Jensen),
+    so the gap between the rows measures the bias of S = 100.
 """
+import dataclasses
 import math
 import time
 
@@ -43,6 +68,14 @@ from .loading import FLOAT64
 DEFAULT_SAMPLES = 100
 OUTLIER_IQR = 3.0  # Tukey's "far out" fence
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+PROTOCOLS = ("ours", "author", "training-sampler", "large-s")
+SAMPLERS = ("exact", "author", "training")
+AUTHOR_SAMPLES = 50
+AUTHOR_UNIFORM = (1e-8, 1.0 - 1e-8)
+LARGE_SAMPLES = (1000, 5000)
+LARGE_FULL_SAMPLES = 1000
+DEFAULT_LARGE_S_SUBSET = 1000
 
 
 def _build_posterior(lm):
@@ -74,13 +107,35 @@ def _build_log_lik(lm):
     return function([x, code], log_lik)
 
 
-def log_weights(lm, x, rng, samples):
+def _check_sampler(sampler):
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    return sampler
+
+
+def draw_latents(family, rng, params, samples, sampler="exact"):
+    """The family's draws and their plain log densities, ``(draws, log_q, log_p)``.
+
+    ``sampler``: ``"exact"`` (:meth:`~..families.base.LatentFamily.importance_sample`),
+    ``"author"`` (the same with the uniforms from :data:`AUTHOR_UNIFORM`) or
+    ``"training"`` (:meth:`~..families.base.LatentFamily.training_sample`, biased where
+    the training sampler is not exact).
+    """
+    _check_sampler(sampler)
+    if sampler == "training":
+        return family.training_sample(rng, params, samples)
+    return family.importance_sample(rng, params, samples,
+                                    uniform=AUTHOR_UNIFORM if sampler == "author" else None)
+
+
+def log_weights(lm, x, rng, samples, sampler="exact"):
     """Log importance weights of ``x``'s rows: (log w (B, S), log p(x|z) (B, S),
     {diagnostic: (B,)}).
 
-    The family draws from its exact posterior and gives log q and log p of the drawn
-    variable (:meth:`~..families.base.LatentFamily.importance_sample`); the construction
-    turns the draws into codes; the decoder scores them.
+    The family draws from its exact posterior (or the ``sampler`` of
+    :func:`draw_latents`) and gives log q and log p of the drawn variable
+    (:meth:`~..families.base.LatentFamily.importance_sample`); the construction turns
+    the draws into codes; the decoder scores them.
     """
     from ..latent import code_from_draws
     family = lm.net.latent.family
@@ -88,7 +143,7 @@ def log_weights(lm, x, rng, samples):
     f_lik = lm.compiled("log_lik64", lambda: _build_log_lik(lm))
     xb = lm.cast_x(x)
     params = dict(zip(names, f_post(xb)))
-    draws, log_q, log_p = family.importance_sample(rng, params, samples)
+    draws, log_q, log_p = draw_latents(family, rng, params, samples, sampler)
     log_lik = f_lik(xb, code_from_draws(lm.net.latent.construction, draws))
     with np.errstate(invalid="ignore"):
         log_w = log_lik + log_p - log_q
@@ -137,8 +192,37 @@ def monte_carlo_se(log_w):
         return np.sqrt(np.maximum(s / ess - 1.0, 0.0) / s)
 
 
+def author_sweeps(log_w):
+    r"""Which sample sweeps the ``author`` protocol keeps: a boolean mask over the S columns.
+
+    Column s of ``log_w`` (N, S) is one sweep, importance sample s of every example; it
+    is kept when its mean over the N examples is finite (neither NaN nor :math:`\pm\infty`),
+    exactly as ``calc_margLikelihood`` tests ``samples.mean()``.
+    """
+    log_w = np.asarray(log_w, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        means = np.mean(log_w, axis=0)
+    return np.isfinite(means)
+
+
+def _per_example(log_w, log_lik):
+    """The per-example numbers of one batch (or of all examples) of log-weights."""
+    if log_w.shape[1] == 0:  # every sweep dropped: no estimate (the original returns NaN)
+        nan, zero = np.full(len(log_w), np.nan), np.zeros(len(log_w), dtype=np.int64)
+        return {"log_px": nan, "elbo": nan, "log_lik": nan, "ess": nan, "mc_se": nan,
+                "nan_samples": zero, "zero_weight_samples": zero, "inf_samples": zero}
+    est, n_nan, n_ninf, n_pinf = log_mean_exp(log_w)
+    with np.errstate(invalid="ignore"):
+        finite = np.where(np.isnan(log_w), np.nan, log_w)
+        elbo = np.nanmean(finite, axis=1) if finite.size else finite
+    return {"log_px": est, "elbo": elbo, "log_lik": np.mean(log_lik, axis=1),
+            "ess": effective_sample_size(log_w), "mc_se": monte_carlo_se(log_w),
+            "nan_samples": n_nan, "zero_weight_samples": n_ninf, "inf_samples": n_pinf}
+
+
 def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
-                                      rows_per_batch=4000, progress=None):
+                                      rows_per_batch=4000, progress=None, sampler="exact",
+                                      drop_nonfinite_sweeps=False):
     """Per-example importance-sampling estimates for the rows of ``x``.
 
     Parameters
@@ -153,6 +237,13 @@ def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
     rows_per_batch : int
         Decoder rows per compiled call (examples per batch = rows_per_batch // S).
     progress : StepProgress or None
+    sampler : {"exact", "author", "training"}
+        The draws (:func:`draw_latents`); ``"exact"`` unless a protocol says otherwise.
+    drop_nonfinite_sweeps : bool
+        The ``author`` protocol: drop every sample sweep (column of the (N, S)
+        log-weights over all of ``x``) whose mean over the examples is not finite
+        (:func:`author_sweeps`), and estimate from the kept ones. The log-weights of all
+        examples are then held until the end (N x S floats).
 
     Returns a dict of per-example arrays: ``log_px`` (the estimate), ``elbo`` (the mean
     log-weight, a Monte Carlo ELBO with the same draws), ``log_lik`` (mean reconstruction
@@ -160,42 +251,171 @@ def importance_sampled_log_likelihood(lm, x, samples=DEFAULT_SAMPLES, seed=1234,
     Monte Carlo standard error, :func:`monte_carlo_se`), ``nan_samples``,
     ``zero_weight_samples`` (log-weight -inf), ``inf_samples`` (log-weight +inf), the
     family's per-example diagnostics under their names (``min_a`` and ``min_b`` for the
-    Kumaraswamy, ...; their names in ``diagnostic_names``), and the scalars ``samples``
-    and ``seconds``.
+    Kumaraswamy, ...; their names in ``diagnostic_names``), and the scalars ``samples``,
+    ``seconds``, ``sampler``, ``dropped_sweeps`` (0 unless sweeps are dropped) and
+    ``kept_sweeps`` (a boolean mask over the S sweeps, all True unless dropped).
     """
     if lm.semi:
         raise ValueError("importance sampling is implemented for the VAEs (sb_vae, gauss_vae)")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    _check_sampler(sampler)
     rng = np.random.default_rng(seed)
     batch = max(1, int(rows_per_batch) // int(samples))
     names = lm.net.latent.family.diagnostic_names
-    parts = {k: [] for k in ("log_px", "elbo", "log_lik", "ess", "mc_se", "nan_samples",
-                             "zero_weight_samples", "inf_samples") + names}
+    keys = ("log_px", "elbo", "log_lik", "ess", "mc_se", "nan_samples",
+            "zero_weight_samples", "inf_samples")
+    parts = {k: [] for k in keys + names}
+    held = {"log_w": [], "log_lik": []}  # all examples' weights, to drop whole sweeps
     started = time.time()
     for start in range(0, len(x), batch):
-        log_w, log_lik, diagnostics = log_weights(lm, x[start:start + batch], rng, samples)
-        est, n_nan, n_ninf, n_pinf = log_mean_exp(log_w)
-        with np.errstate(invalid="ignore"):
-            finite = np.where(np.isnan(log_w), np.nan, log_w)
-            elbo = np.nanmean(finite, axis=1) if finite.size else finite
-        parts["log_px"].append(est)
-        parts["elbo"].append(elbo)
-        parts["log_lik"].append(np.mean(log_lik, axis=1))
-        parts["ess"].append(effective_sample_size(log_w))
-        parts["mc_se"].append(monte_carlo_se(log_w))
-        parts["nan_samples"].append(n_nan)
-        parts["zero_weight_samples"].append(n_ninf)
-        parts["inf_samples"].append(n_pinf)
+        log_w, log_lik, diagnostics = log_weights(lm, x[start:start + batch], rng, samples,
+                                                  sampler)
+        if drop_nonfinite_sweeps:
+            held["log_w"].append(log_w)
+            held["log_lik"].append(log_lik)
+        else:
+            for k, v in _per_example(log_w, log_lik).items():
+                parts[k].append(v)
         for name in names:
             parts[name].append(diagnostics[name])
         if progress is not None:
             progress.update(min(start + batch, len(x)))
+    kept = np.ones(int(samples), dtype=bool)
+    if drop_nonfinite_sweeps and held["log_w"]:
+        log_w = np.concatenate(held["log_w"])
+        kept = author_sweeps(log_w)
+        for k, v in _per_example(log_w[:, kept],
+                                 np.concatenate(held["log_lik"])[:, kept]).items():
+            parts[k].append(v)
     out = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     out["samples"] = int(samples)
     out["seconds"] = time.time() - started
     out["diagnostic_names"] = names
+    out["sampler"] = sampler
+    out["kept_sweeps"] = kept
+    out["dropped_sweeps"] = int(np.sum(~kept))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolRun:
+    """One row of the protocol comparison: how log p(x) is estimated.
+
+    Attributes
+    ----------
+    protocol : str
+        The protocol it belongs to, one of :data:`PROTOCOLS`.
+    key : str
+        A short unique name of the row (``"ours"``, ``"large-s/S=5000/subset"``, ...).
+    samples : int
+        S, importance samples per example.
+    sampler : str
+        The draws, one of :data:`SAMPLERS` (:func:`draw_latents`).
+    drop_nonfinite_sweeps : bool
+        Whether non-finite sample sweeps are dropped (the ``author`` protocol).
+    subset : int or None
+        The first ``subset`` examples only; None: all of them.
+    """
+    protocol: str
+    key: str
+    samples: int
+    sampler: str = "exact"
+    drop_nonfinite_sweeps: bool = False
+    subset: int = None
+
+    def describe(self, n=None):
+        """The row's label in the report; ``n``: the examples evaluated (fewer than
+        ``subset`` when the set is smaller)."""
+        subset = self.subset if n is None or self.subset is None else min(self.subset, n)
+        where = "all examples" if subset is None else f"first {subset:,} examples"
+        if self.protocol == "author":
+            return (f"author: S = {self.samples}, u in (1e-8, 1 - 1e-8), non-finite sweeps "
+                    f"dropped")
+        if self.protocol == "training-sampler":
+            return f"training sampler, plain density: S = {self.samples}"
+        if self.protocol == "large-s":
+            return f"large S: S = {self.samples:,}, {where}"
+        return f"ours: S = {self.samples}, exact posterior"
+
+
+def protocol_runs(protocols, samples=DEFAULT_SAMPLES, large_s_subset=DEFAULT_LARGE_S_SUBSET):
+    """The rows of the protocols named in ``protocols`` (a subset of :data:`PROTOCOLS`).
+
+    ``samples`` is the S of ``ours`` and ``training-sampler`` (the same S, so that the two
+    differ only in the sampler) and of the large-S comparison's baseline row;
+    ``author`` uses S = :data:`AUTHOR_SAMPLES`. ``large-s`` gives S = ``samples``, 1,000
+    and 5,000 on the first ``large_s_subset`` examples and S = 1,000 on all of them.
+    Rows come in the order of :data:`PROTOCOLS`, whatever the order asked.
+    """
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown evaluation protocol {unknown[0]!r}; expected some of "
+                         f"{', '.join(PROTOCOLS)}")
+    if int(samples) < 1:
+        raise ValueError(f"samples must be >= 1, got {samples!r}")
+    if int(large_s_subset) < 1:
+        raise ValueError(f"large_s_subset must be >= 1, got {large_s_subset!r}")
+    samples, subset = int(samples), int(large_s_subset)
+    runs = []
+    if "ours" in protocols:
+        runs.append(ProtocolRun("ours", "ours", samples))
+    if "author" in protocols:
+        runs.append(ProtocolRun("author", "author", AUTHOR_SAMPLES, "author", True))
+    if "training-sampler" in protocols:
+        runs.append(ProtocolRun("training-sampler", "training-sampler", samples, "training"))
+    if "large-s" in protocols:
+        for s in sorted({samples, *LARGE_SAMPLES}):  # S = --samples as the baseline
+            runs.append(ProtocolRun("large-s", f"large-s/S={s}/subset", s, subset=subset))
+        runs.append(ProtocolRun("large-s", f"large-s/S={LARGE_FULL_SAMPLES}/all",
+                                LARGE_FULL_SAMPLES))
+    return runs
+
+
+def evaluate_protocol(lm, x, run, seed=1234, rows_per_batch=4000, progress=None):
+    """:func:`importance_sampled_log_likelihood` of ``x`` (its first ``run.subset`` rows)
+    under the protocol row ``run`` (:class:`ProtocolRun`)."""
+    xs = x if run.subset is None else x[:run.subset]
+    return importance_sampled_log_likelihood(
+        lm, xs, samples=run.samples, seed=seed, rows_per_batch=rows_per_batch,
+        progress=progress, sampler=run.sampler,
+        drop_nonfinite_sweeps=run.drop_nonfinite_sweeps)
+
+
+def protocol_row(per_example, run, family=None):
+    """A protocol's row of the comparison, from its per-example output.
+
+    Returns a JSON-able dict: ``protocol``, ``key``, ``label``, ``samples``, ``sampler``,
+    ``n`` (examples), ``mean_nll``, ``se_nll``, ``median_nll``, ``n_outliers``,
+    ``mean_nll_without_outliers``, ``mean_ess``, ``mean_mc_se``, ``dropped`` with
+    ``dropped_unit`` (``"sweeps"`` of ``samples`` for the ``author`` protocol,
+    ``"examples"`` otherwise: every example is kept, so 0), ``n_nonfinite``,
+    ``seconds``, and ``biased`` (True for the training sampler where it is not exact,
+    per ``family.training_sampler_exact``) with ``note``.
+    """
+    s = summarize(per_example, max_listed=0)
+    biased = bool(run.sampler == "training" and family is not None
+                  and not family.training_sampler_exact)
+    if run.sampler == "training":
+        note = ("draws of the training sampler scored with the plain density"
+                if biased else "the training sampler is exact for this posterior: unbiased")
+    elif run.drop_nonfinite_sweeps:
+        note = "the original drops such sweeps silently"
+    else:
+        note = ""
+    mc = np.asarray(per_example["mc_se"], dtype=np.float64)
+    mc = mc[np.isfinite(mc)]
+    return {"protocol": run.protocol, "key": run.key, "label": run.describe(s["n"]),
+            "samples": run.samples, "sampler": run.sampler, "subset": run.subset,
+            "n": s["n"], "mean_nll": s["mean_nll"], "se_nll": s["se_nll"],
+            "median_nll": s["median_nll"], "n_outliers": s["n_outliers"],
+            "mean_nll_without_outliers": s["mean_nll_without_outliers"],
+            "mean_ess": s["mean_ess"], "mean_mc_se": _num(np.mean(mc)) if len(mc) else None,
+            "dropped": int(per_example.get("dropped_sweeps", 0))
+            if run.drop_nonfinite_sweeps else 0,
+            "dropped_unit": "sweeps" if run.drop_nonfinite_sweeps else "examples",
+            "n_nonfinite": s["n_nonfinite"], "seconds": s["seconds"],
+            "biased": biased, "note": note}
 
 
 def summarize(per_example, max_listed=10):

@@ -197,6 +197,41 @@ class LoadedModel:
                 progress.update(min(start + batch_size, len(x)))
         return np.concatenate(sampled), np.concatenate(means)
 
+    def _build_posterior_params(self):
+        from ..backend import at, function
+        x = at.matrix("x", dtype=self.floatX)
+        post = self.net.latent.posterior(at.cast(self.net.encoder(x), FLOAT64))
+        names = sorted(post)
+        return function([x], [post[k] for k in names]), names
+
+    def posterior_params(self, x, batch_size=1000):
+        """The posterior parameters of the rows of ``x`` (a, b; mu, log sigma; ...), float64
+        arrays (N, n_latent) by name, computed once for several code draws."""
+        f, names = self.compiled("posterior_params", self._build_posterior_params)
+        parts = {k: [] for k in names}
+        for start in range(0, len(x), batch_size):
+            for k, v in zip(names, f(self.cast_x(x[start:start + batch_size]))):
+                parts[k].append(v)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def drawn_codes(self, params, rng, sampler="exact"):
+        """One code per row from the posterior parameters (:meth:`posterior_params`),
+        float64 (N, latent size), drawn in NumPy.
+
+        ``sampler="exact"``: the exact posterior (the full Kumaraswamy, u uniform on
+        (0, 1)); ``"training"``: the training sampler (u ~ U(0.01, 0.99) for the
+        Kumaraswamy), whose noise is drawn from ``rng`` in the order :meth:`codes` draws
+        it, so the same ``rng`` state gives the codes of :meth:`codes` up to rounding.
+        """
+        from ..latent import code_from_draws
+        if sampler == "exact":
+            draws, _, _ = self.family.importance_sample(rng, params, 1)
+        elif sampler == "training":
+            draws, _, _ = self.family.training_sample(rng, params, 1)
+        else:
+            raise ValueError(f"sampler must be 'exact' or 'training', got {sampler!r}")
+        return code_from_draws(self.construction, draws)[:, 0, :]
+
     # -- decoding and labels ---------------------------------------------------------------
 
     def _build_decode(self):

@@ -42,7 +42,8 @@ TRAIN = {
     "sb_ssdgm": COMMON_TRAIN + ["--max-epoch", "1", "--label-drop-percentage", "0.9"],
 }
 EVALUATE = ["--test-subset", "500", "--samples", "100", "--seed", str(SEED),
-            "--blas-threads", "1", "--knn-draws", "1", "--progress", "never"]
+            "--blas-threads", "1", "--knn-draws", "1", "--knn-code-draws", "1",
+            "--progress", "never"]
 
 # Absolute tolerances per kind of number, set from the calibration
 # (tests/calibrate_regression.py; its table is in the reference file under

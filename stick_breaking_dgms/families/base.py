@@ -42,6 +42,9 @@ class LatentFamily:
         paper's "Gamma SB-VAE"); empty for the paper's own models.
     noise_ndim : int
         Dimensions of the training noise (2: (n, n_latent)).
+    training_sampler_exact : bool
+        Whether the training sampler draws from the exact posterior (so that
+        :meth:`training_sample` is an unbiased importance sampler).
 
     Parameters
     ----------
@@ -71,9 +74,16 @@ class LatentFamily:
     * ``training_noise(rng, n)`` -> the training sampler's noise as a float64 array
       (``noise_ndim`` dimensions), for sampled codes outside the training graph;
     * ``prior_draw(rng, n)`` -> prior draws of v or z;
-    * ``importance_sample(rng, params, samples)`` -> ``(latent, log_q, log_p)``: exact
-      posterior draws, ``latent`` = ``{"log_v", "log_1m_v"}`` or ``{"z"}``, arrays
-      (n, samples, n_latent); ``log_q``, ``log_p`` (n, samples) summed over latents;
+    * ``importance_sample(rng, params, samples, uniform=None)`` -> ``(latent, log_q,
+      log_p)``: exact posterior draws, ``latent`` = ``{"log_v", "log_1m_v"}`` or
+      ``{"z"}``, arrays (n, samples, n_latent); ``log_q``, ``log_p`` (n, samples) summed
+      over latents. ``uniform=(low, high)`` draws the sampler's uniforms (if it has any)
+      from U(low, high) instead of the open (0, 1) (the ``author`` evaluation protocol's
+      (1e-8, 1 - 1e-8)); the densities stay the plain ones;
+    * ``training_sample(rng, params, samples)`` -> the same triple from the family's
+      *training* sampler (its ``noise`` and ``sample``), scored with the plain densities
+      of :meth:`importance_sample`: biased wherever that sampler is not exact (the
+      ``training-sampler`` evaluation protocol). ``training_sampler_exact`` says which;
     * ``diagnostics(params)`` -> dict name -> (n,) array.
     """
 
@@ -83,6 +93,7 @@ class LatentFamily:
     diagnostic_names = ()
     model_prefix = ""
     noise_ndim = 2
+    training_sampler_exact = True
 
     def __init__(self, n_in, n_latent, rng):
         if int(n_in) < 1 or int(n_latent) < 1:
@@ -127,7 +138,10 @@ class LatentFamily:
     def prior_draw(self, rng, n):
         raise NotImplementedError
 
-    def importance_sample(self, rng, params, samples):
+    def importance_sample(self, rng, params, samples, uniform=None):
+        raise NotImplementedError
+
+    def training_sample(self, rng, params, samples):
         raise NotImplementedError
 
     def diagnostics(self, params):
@@ -169,6 +183,31 @@ def open_uniform(rng, size):
     (0, 1) so that log(u) and log(1 - u) are finite (as :mod:`..evaluation.likelihood`).
     """
     return rng.random(size) + 2.0 ** -54
+
+
+def check_uniform_range(uniform):
+    """``None`` or a pair ``(low, high)`` with 0 < low < high < 1, as floats (the bounds
+    open, so that log(u) and log(1 - u) stay finite; ``None`` is the whole open (0, 1))."""
+    if uniform is None:
+        return None
+    try:
+        low, high = (float(v) for v in uniform)
+    except (TypeError, ValueError):
+        raise ValueError(f"uniform must be None or (low, high), got {uniform!r}") from None
+    if not 0.0 < low < high < 1.0:
+        raise ValueError(f"uniform must be (low, high) with 0 < low < high < 1, got "
+                         f"{uniform!r}")
+    return low, high
+
+
+def draw_uniform(rng, size, uniform=None):
+    """Uniforms on the open (0, 1) (:func:`open_uniform`), or on ``uniform = (low, high)``
+    (``rng.uniform``: the training sampler's (0.01, 0.99), the ``author`` protocol's
+    (1e-8, 1 - 1e-8))."""
+    uniform = check_uniform_range(uniform)
+    if uniform is None:
+        return open_uniform(rng, size)
+    return rng.uniform(uniform[0], uniform[1], size=size)
 
 
 def log1mexp(x):

@@ -25,7 +25,7 @@ from scipy import special
 
 from ..backend import at, sigmoid, softplus
 from .base import (TRAINING_UNIFORM_RANGE, LatentFamily, beta_log_pdf_from_logs, check_samples,
-                   constant_like, log_softplus_pair, open_uniform)
+                   constant_like, draw_uniform, log_softplus_pair)
 
 
 def knowles_log_draw(log_u, shape):
@@ -55,15 +55,16 @@ def knowles_ks_distance(shape, n=20000, seed=0):
     return float(stats.kstest(x, stats.gamma(shape).cdf).statistic)
 
 
-def exact_log_gamma(rng, shape, size):
+def exact_log_gamma(rng, shape, size, uniform=None):
     r"""log of exact Gamma(shape, 1) draws, finite for tiny shapes.
 
     :math:`x = g\,U^{1/a}` with :math:`g \sim \mathrm{Gamma}(a + 1)`, U uniform on (0, 1), is
     Gamma(a) (Marsaglia and Tsang's boost); in logs :math:`\log g + \log(U)/a`, which stays
-    finite where x itself underflows.
+    finite where x itself underflows. ``uniform=(low, high)`` draws U from U(low, high)
+    (see :func:`.base.draw_uniform`).
     """
     g = rng.standard_gamma(np.broadcast_to(shape + 1.0, size))
-    return np.log(g) + np.log(open_uniform(rng, size)) / shape
+    return np.log(g) + np.log(draw_uniform(rng, size, uniform)) / shape
 
 
 def gamma_kl_expr(a, a0):
@@ -94,6 +95,7 @@ class Gamma(LatentFamily):
     weight_names = ("W_alpha", "W_beta")
     diagnostic_names = ("min_alpha", "min_beta")
     noise_ndim = 3
+    training_sampler_exact = False  # Knowles' approximate inverse CDF
 
     def __init__(self, n_in, n_latent, rng, alpha0=5.0):
         if not (math.isfinite(float(alpha0)) and float(alpha0) > 0):
@@ -137,28 +139,50 @@ class Gamma(LatentFamily):
     def prior_draw(self, rng, n):
         return rng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
 
-    def importance_sample(self, rng, params, samples):
+    def importance_sample(self, rng, params, samples, uniform=None):
         r"""Exact Beta(alpha, beta) draws in log space from two exact log-Gamma draws.
 
         Draw order: the x draws (Gamma(alpha + 1), then U), then the y draws.
         :math:`\log v = \log x - \mathrm{logaddexp}(\log x, \log y)
         = -\mathrm{softplus}(\log y - \log x)` and likewise :math:`\log(1 - v)`.
         ``log_q`` is the Beta(alpha, beta) density of v, ``log_p`` the Beta(1, alpha0)
-        density; the Jacobian of v -> pi cancels and is left out.
+        density; the Jacobian of v -> pi cancels and is left out. ``uniform=(low, high)``
+        draws the boost's U from U(low, high) (:func:`exact_log_gamma`).
         """
         alpha, beta = self._params64(params, ("alpha", "beta"))
         samples = check_samples(samples)
         size = (alpha.shape[0], samples, alpha.shape[1])
         alpha, beta = alpha[:, None, :], beta[:, None, :]
         with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
-            log_x = exact_log_gamma(rng, alpha, size)
-            log_y = exact_log_gamma(rng, beta, size)
+            log_x = exact_log_gamma(rng, alpha, size, uniform)
+            log_y = exact_log_gamma(rng, beta, size, uniform)
+            return self._scored(log_x, log_y, alpha, beta)
+
+    def _scored(self, log_x, log_y, alpha, beta):
+        """(draws, log_q, log_p) of v = x / (x + y) from log x, log y (n, S, K-1)."""
+        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
             # log v = log x - logaddexp(log x, log y) = -softplus(log y - log x), written as
             # the latter: the difference form cancels to 0 where v (or 1 - v) < 1e-16
             log_v, log_1m_v = log_softplus_pair(log_x - log_y)
             log_q = beta_log_pdf_from_logs(log_v, log_1m_v, alpha, beta)
             log_p = beta_log_pdf_from_logs(log_v, log_1m_v, self.prior_alpha, self.prior_beta)
         return {"log_v": log_v, "log_1m_v": log_1m_v}, log_q.sum(axis=-1), log_p.sum(axis=-1)
+
+    def training_sample(self, rng, params, samples):
+        r"""Knowles' draws of the training sampler (u ~ U(0.01, 0.99), as :meth:`sample`)
+        scored with the plain Beta(alpha, beta) density: biased (Knowles' draws are capped
+        at :math:`\Gamma(a + 1)^{1/a}`). The uniforms are drawn as one (n, S, 2, K-1)
+        array, ``[:, :, 0]`` for x and ``[:, :, 1]`` for y, as :meth:`training_noise` per
+        sample.
+        """
+        alpha, beta = self._params64(params, ("alpha", "beta"))
+        samples = check_samples(samples)
+        u = rng.uniform(TRAINING_UNIFORM_RANGE[0], TRAINING_UNIFORM_RANGE[1],
+                        size=(alpha.shape[0], samples, 2, alpha.shape[1]))
+        alpha, beta = alpha[:, None, :], beta[:, None, :]
+        log_x = knowles_log_draw(np.log(u[:, :, 0]), alpha)
+        log_y = knowles_log_draw(np.log(u[:, :, 1]), beta)
+        return self._scored(log_x, log_y, alpha, beta)
 
     def diagnostics(self, params):
         alpha, beta = self._params64(params, ("alpha", "beta"))

@@ -21,8 +21,8 @@ import numpy as np
 from scipy import special
 
 from ..backend import at, sigmoid, softplus
-from .base import (HALF_LOG_2PI, LatentFamily, check_samples, constant_like,
-                   log_softplus_pair)
+from .base import (HALF_LOG_2PI, LatentFamily, check_samples, check_uniform_range,
+                   constant_like, log_softplus_pair)
 
 # E[sigmoid(eta)] has no closed form. For sigma < 1.5 Gauss-Hermite quadrature on eps;
 # above, Phi(mu/sigma) plus the integral of sigmoid(eta) - 1{eta > 0} (which decays like
@@ -133,12 +133,14 @@ class GaussLogit(LatentFamily):
         eta = self.prior_mean + self.prior_std * rng.standard_normal((n, self.n_latent))
         return 1.0 / (1.0 + np.exp(-eta))
 
-    def importance_sample(self, rng, params, samples):
+    def importance_sample(self, rng, params, samples, uniform=None):
         r"""Exact draws of eta; ``log_q``, ``log_p`` are the Normal densities of eta.
 
         v = sigmoid(eta) under both q and p, so the Jacobian of eta -> v (and of v -> pi)
         cancels and is left out. ``log_v = -softplus(-eta)``, ``log_1m_v = -softplus(eta)``.
+        The draws use no uniform, so ``uniform`` (checked) changes nothing.
         """
+        check_uniform_range(uniform)
         mu, sigma = self._params64(params, ("mu", "sigma"))
         samples = check_samples(samples)
         eps = rng.standard_normal((mu.shape[0], samples, mu.shape[1]))
@@ -150,6 +152,10 @@ class GaussLogit(LatentFamily):
             log_q = np.sum(-HALF_LOG_2PI - np.log(sigma) - 0.5 * eps ** 2, axis=-1)
             log_p = np.sum(-HALF_LOG_2PI - math.log(s0) - 0.5 * ((eta - m0) / s0) ** 2, axis=-1)
         return {"log_v": log_v, "log_1m_v": log_1m_v}, log_q, log_p
+
+    def training_sample(self, rng, params, samples):
+        """The training sampler (eps ~ N(0, 1)) is exact: :meth:`importance_sample`."""
+        return self.importance_sample(rng, params, samples)
 
     def diagnostics(self, params):
         mu, sigma = self._params64(params, ("mu", "sigma"))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import at
 from ..distributions import gaussian_kl_expr, gaussian_sample_expr
-from .base import HALF_LOG_2PI, LatentFamily, check_samples
+from .base import HALF_LOG_2PI, LatentFamily, check_samples, check_uniform_range
 
 
 class Gaussian(LatentFamily):
@@ -48,9 +48,12 @@ class Gaussian(LatentFamily):
     def prior_draw(self, rng, n):
         return rng.standard_normal((n, self.n_latent))
 
-    def importance_sample(self, rng, params, samples):
+    def importance_sample(self, rng, params, samples, uniform=None):
         r"""Exact draws :math:`z = \mu + \sigma\epsilon`; ``log_q`` from :math:`\epsilon`
-        directly (:math:`-\tfrac12\log 2\pi - \log\sigma - \epsilon^2/2`), ``log_p`` N(0, I)."""
+        directly (:math:`-\tfrac12\log 2\pi - \log\sigma - \epsilon^2/2`), ``log_p`` N(0, I).
+
+        The draws use no uniform, so ``uniform`` (checked) changes nothing."""
+        check_uniform_range(uniform)
         mu, log_sigma = self._params64(params, ("mu", "log_sigma"))
         samples = check_samples(samples)
         eps = rng.standard_normal((mu.shape[0], samples, mu.shape[1]))
@@ -60,6 +63,10 @@ class Gaussian(LatentFamily):
             log_q = np.sum(-HALF_LOG_2PI - log_sigma - 0.5 * eps ** 2, axis=-1)
             log_p = np.sum(-HALF_LOG_2PI - 0.5 * z ** 2, axis=-1)
         return {"z": z}, log_q, log_p
+
+    def training_sample(self, rng, params, samples):
+        """The training sampler (eps ~ N(0, 1)) is exact: :meth:`importance_sample`."""
+        return self.importance_sample(rng, params, samples)
 
     def diagnostics(self, params):
         mu, log_sigma = self._params64(params, ("mu", "log_sigma"))

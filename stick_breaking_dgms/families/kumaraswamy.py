@@ -22,7 +22,7 @@ from ..distributions import (_SERIES_BELOW, DIGAMMA_CHOICES, KL_METHODS,
                              kumaraswamy_beta_kl_expr, kumaraswamy_mean_expr,
                              kumaraswamy_sample_expr)
 from .base import (TRAINING_UNIFORM_RANGE, LatentFamily, beta_log_pdf_from_logs, check_samples,
-                   log1mexp, open_uniform)
+                   draw_uniform, log1mexp)
 
 
 def _log_neg_log1mexp(t):
@@ -86,6 +86,7 @@ class Kumaraswamy(LatentFamily):
     construction = "stick-breaking"
     weight_names = ("W_a", "W_b")
     diagnostic_names = ("min_a", "min_b")
+    training_sampler_exact = False  # u ~ U(0.01, 0.99): the tails are cut
 
     def __init__(self, n_in, n_latent, rng, alpha0=5.0, taylor_terms=10, digamma="series",
                  clip=None, kl="series"):
@@ -146,21 +147,33 @@ class Kumaraswamy(LatentFamily):
     def prior_draw(self, rng, n):
         return rng.beta(self.prior_alpha, self.prior_beta, size=(n, self.n_latent))
 
-    def importance_sample(self, rng, params, samples):
+    def importance_sample(self, rng, params, samples, uniform=None):
         r"""Exact Kumaraswamy(a, b) draws, u uniform on the open (0, 1), in log space.
 
         ``log_q`` is the Kumaraswamy density of v, ``log_p`` the Beta(1, alpha0) density;
         the Jacobian of v -> pi is the same under both and left out.
+
+        ``uniform=(low, high)`` draws u ~ U(low, high) instead, the same inverse CDF
+        :math:`v = (1 - u^{1/b})^{1/a}` and the same (plain) densities: the draws then
+        follow the Kumaraswamy restricted to u in (low, high), which the plain density
+        does not describe (its mass there is high - low, not 1). For (1e-8, 1 - 1e-8) the
+        difference is 2e-8 of the mass; for the training sampler's (0.01, 0.99) it biases
+        the estimate.
         """
         a, b = self._params64(params, ("a", "b"))
         samples = check_samples(samples)
-        u = open_uniform(rng, (a.shape[0], samples, a.shape[1]))
+        u = draw_uniform(rng, (a.shape[0], samples, a.shape[1]), uniform)
         a, b = a[:, None, :], b[:, None, :]
         with np.errstate(divide="ignore", over="ignore", under="ignore"):
             log_v, log_1m_v, log_1m_va = kumaraswamy_log_draw(a, b, np.log(u))
             log_q = np.log(a) + np.log(b) + (a - 1.0) * log_v + (b - 1.0) * log_1m_va
             log_p = beta_log_pdf_from_logs(log_v, log_1m_v, self.prior_alpha, self.prior_beta)
         return ({"log_v": log_v, "log_1m_v": log_1m_v}, log_q.sum(axis=-1), log_p.sum(axis=-1))
+
+    def training_sample(self, rng, params, samples):
+        """The training sampler's draws (u ~ U(0.01, 0.99)) with the plain Kumaraswamy
+        density: :meth:`importance_sample` with ``uniform=(0.01, 0.99)`` (biased)."""
+        return self.importance_sample(rng, params, samples, uniform=TRAINING_UNIFORM_RANGE)
 
     def diagnostics(self, params):
         a, b = self._params64(params, ("a", "b"))
