@@ -63,6 +63,11 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
         0 when training ended normally; 1 on a NaN with ``on_nan="stop"``; 128 + the
         signal number when Ctrl-C or SIGTERM stopped it (its state saved).
     """
+    return _run(config, experiment_dir, resume, blas_threads, progress, out, mode)[0]
+
+
+def _run(config, experiment_dir, resume, blas_threads, progress, out, mode):
+    """:func:`train`'s work; returns (exit code, the run's :class:`~.runfiles.RunFiles`)."""
     out = sys.stdout if out is None else out
     started = time.time()
     check_experiment_dir(experiment_dir)
@@ -88,15 +93,10 @@ def train(config, experiment_dir="./experiments/", resume="auto", blas_threads="
     files, checkpoint = resolve_run(experiment_dir, config.spec.prefix, run_name_of(config),
                                     resume)
     try:  # the run's lock is held from here on
-        code = _train(config, data, files, checkpoint, threads, blas_threads, progress,
-                      started, backend, out)
-        _last_files[0] = files
-        return code
+        return _train(config, data, files, checkpoint, threads, blas_threads, progress,
+                      started, backend, out), files
     finally:
         files.lock.release()
-
-
-_last_files = [None]  # the files of the run train() just wrote, for fit()
 
 
 def fit(config, experiment_dir="./experiments/", resume="auto", blas_threads="auto",
@@ -106,9 +106,8 @@ def fit(config, experiment_dir="./experiments/", resume="auto", blas_threads="au
     Parameters as :func:`train`. A run stopped by Ctrl-C has ``status == "running"``
     (fit it again to resume it).
     """
-    _last_files[0] = None
-    code = train(config, experiment_dir, resume, blas_threads, progress, out, mode)
-    return Run.of(_last_files[0], code)
+    code, files = _run(config, experiment_dir, resume, blas_threads, progress, out, mode)
+    return Run.of(files, code)
 
 
 class Run:

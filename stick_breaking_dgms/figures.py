@@ -120,6 +120,30 @@ def _ordered(keys):
     return sorted(keys, key=lambda k: (rank.get(k, len(rank)), keys.index(k)))
 
 
+def _ours_and_published(keys, measured, published):
+    """(key, colour, is_published, line style, cells) per series to draw: the paper's
+    dashed with open markers, ours solid; series without cells are left out."""
+    for i, key in enumerate(keys):
+        colour = _colour(key, i)
+        for source, style in ((published, dict(ls="--", mfc="white")),
+                              (measured, dict(ls="-"))):
+            cells = source.get(key) or {}
+            if cells:
+                yield key, colour, source is published, style, cells
+
+
+def _legend_ours_published(plt, ax, keys):
+    """A legend below the axes: one colour per series, then the line style of ours and
+    of the paper's."""
+    handles = [plt.Line2D([], [], color=_colour(k, i), marker="s", ls="", ms=4)
+               for i, k in enumerate(keys)]
+    labels = [_series_name(k) for k in keys]
+    handles += [plt.Line2D([], [], color="0.2", marker="o", ls="-"),
+                plt.Line2D([], [], color="0.2", marker="o", ls="--", mfc="white")]
+    labels += ["ours", "published"]
+    _legend_below(ax, handles, labels)
+
+
 def _legend_below(ax, handles, labels):
     """The legend under the axes, three columns: it never hides a curve."""
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
@@ -218,24 +242,19 @@ def semisup_error_vs_labels(measured, published, path, title=""):
         fig, (ax,) = _figure(SINGLE_COLUMN, 2.4)
         keys = _ordered(list(measured) + list(published))
         ticks = set()
-        for i, key in enumerate(keys):
-            colour = _colour(key, i)
-            for source, style in ((published, dict(ls="--", mfc="white")),
-                                  (measured, dict(ls="-"))):
-                cells = source.get(key) or {}
-                if not cells:
-                    continue
-                pcts = sorted(cells, key=float)
-                x = np.array([float(p) for p in pcts])
-                y = np.array([cells[p][0] for p in pcts], dtype=float)
-                err = np.array([np.nan if cells[p][1] is None else cells[p][1] for p in pcts],
-                               dtype=float)
-                ticks.update(x.tolist())
-                # published points a little left, ours a little right: bars do not overlap
-                shift = 0.96 if source is published else 1.04
-                ax.errorbar(x * shift, y, yerr=np.where(np.isfinite(err), err, 0.0),
-                            color=colour, marker="o", capsize=2, elinewidth=0.7,
-                            capthick=0.7, **style)
+        for key, colour, is_published, style, cells in _ours_and_published(keys, measured,
+                                                                         published):
+            pcts = sorted(cells, key=float)
+            x = np.array([float(p) for p in pcts])
+            y = np.array([cells[p][0] for p in pcts], dtype=float)
+            err = np.array([np.nan if cells[p][1] is None else cells[p][1] for p in pcts],
+                           dtype=float)
+            ticks.update(x.tolist())
+            # published points a little left, ours a little right: bars do not overlap
+            shift = 0.96 if is_published else 1.04
+            ax.errorbar(x * shift, y, yerr=np.where(np.isfinite(err), err, 0.0),
+                        color=colour, marker="o", capsize=2, elinewidth=0.7,
+                        capthick=0.7, **style)
         ax.set_xscale("log")
         if ticks:
             ticks = sorted(ticks)
@@ -247,13 +266,7 @@ def semisup_error_vs_labels(measured, published, path, title=""):
         ax.set_ylabel("test error (%)")
         _title(ax, title)
         ax.grid(alpha=0.3, lw=0.4)
-        handles = [plt.Line2D([], [], color=_colour(k, i), marker="s", ls="", ms=4)
-                   for i, k in enumerate(keys)]
-        labels = [_series_name(k) for k in keys]
-        handles += [plt.Line2D([], [], color="0.2", marker="o", ls="-"),
-                    plt.Line2D([], [], color="0.2", marker="o", ls="--", mfc="white")]
-        labels += ["ours", "published"]
-        _legend_below(ax, handles, labels)
+        _legend_ours_published(plt, ax, keys)
     return _save(fig, path)
 
 
@@ -269,17 +282,12 @@ def knn_error_vs_k(measured, published, path, title=""):
         fig, (ax,) = _figure(SINGLE_COLUMN, 2.3)
         keys = _ordered(list(measured) + list(published))
         ks = set()
-        for i, key in enumerate(keys):
-            colour = _colour(key, i)
-            for source, style in ((published, dict(ls="--", mfc="white")),
-                                  (measured, dict(ls="-"))):
-                cells = source.get(key) or {}
-                if not cells:
-                    continue
-                kk = sorted(cells, key=int)
-                ks.update(int(k) for k in kk)
-                ax.plot([int(k) for k in kk], [float(cells[k]) for k in kk], color=colour,
-                        marker="o", **style)
+        for key, colour, is_published, style, cells in _ours_and_published(keys, measured,
+                                                                         published):
+            kk = sorted(cells, key=int)
+            ks.update(int(k) for k in kk)
+            ax.plot([int(k) for k in kk], [float(cells[k]) for k in kk], color=colour,
+                    marker="o", **style)
         if ks:
             ax.set_xticks(sorted(ks))
         ax.set_xlabel("number of neighbours $k$")
@@ -287,13 +295,7 @@ def knn_error_vs_k(measured, published, path, title=""):
         _title(ax, title)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3, lw=0.4)
-        handles = [plt.Line2D([], [], color=_colour(k, i), marker="s", ls="", ms=4)
-                   for i, k in enumerate(keys)]
-        labels = [_series_name(k) for k in keys]
-        handles += [plt.Line2D([], [], color="0.2", marker="o", ls="-"),
-                    plt.Line2D([], [], color="0.2", marker="o", ls="--", mfc="white")]
-        labels += ["ours", "published"]
-        _legend_below(ax, handles, labels)
+        _legend_ours_published(plt, ax, keys)
     return _save(fig, path)
 
 

@@ -15,13 +15,11 @@ points with the Trainer's test hook ``SBDGM_TEST_INTERRUPT`` (see
   its end-of-epoch files: a clear message, the last checkpoint intact, and the run
   resumes once there is room.
 """
-import glob
 import hashlib
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 
 import h5py
@@ -32,34 +30,10 @@ from stick_breaking_dgms import classify, cli, reproduce
 from stick_breaking_dgms.checkpoints import CheckpointError, read_checkpoint, write_checkpoint
 from stick_breaking_dgms.fileio import EXIT_IO
 
+from helpers import N_BATCHES, SMALL_RUN as ARGS, TIMING
+from helpers import describe as _describe, only as _only, run_small as _run
+
 pytestmark = pytest.mark.slow
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "run_stickBreaking_VAE_experiments.py")
-N_BATCHES = 450  # 45,000 MNIST training images / batch 100
-ARGS = ["--hidden-size", "50", "--truncation-level", "10", "--max-epoch", "2",
-        "--progress", "never", "--blas-threads", "1"]
-TIMING = re.compile(r"(, )?(training )?time [0-9.]+[sm]")
-
-
-def _run(directory, hook=""):
-    env = dict(os.environ)
-    env.pop("SBDGM_TEST_INTERRUPT", None)
-    if hook:
-        env["SBDGM_TEST_INTERRUPT"] = hook
-    return subprocess.run([sys.executable, SCRIPT, *ARGS, "--experiment-dir", str(directory)],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
-
-
-def _describe(proc):
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n" \
-           f"{proc.stderr[-3000:]}"
-
-
-def _only(directory, pattern):
-    found = glob.glob(os.path.join(str(directory), pattern))
-    assert len(found) == 1, (pattern, os.listdir(directory))
-    return found[0]
 
 
 def _lines(directory):

@@ -24,7 +24,6 @@ started over), and at the end that both chains produced bit-identical parameters
 state, random-stream state, best parameters and log lines (timings removed) to the
 uninterrupted run.
 """
-import glob
 import os
 import re
 import signal
@@ -38,14 +37,11 @@ import pytest
 
 from stick_breaking_dgms.checkpoints import read_checkpoint
 
+from helpers import N_BATCHES, ROOT, TIMING
+from helpers import describe as _describe, only as _only, run_small as _run
+
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "run_stickBreaking_VAE_experiments.py")
-N_BATCHES = 450  # 45,000 MNIST training images / batch 100
-ARGS = ["--hidden-size", "50", "--truncation-level", "10", "--max-epoch", "2",
-        "--progress", "never", "--blas-threads", "1"]
-TIMING = re.compile(r"(, )?(training )?time [0-9.]+[sm]")
 
 # (hook, expected exit code, where the *next* process resumes: (epoch, batch, which file)
 # or None when it must start over because nothing was saved yet, damage done in between)
@@ -72,17 +68,6 @@ def _truncate_checkpoint(directory):
     path = _only(directory, "*_checkpoint_*[0-9].h5")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
-
-
-def _run(directory, hook="", extra=()):
-    env = dict(os.environ)
-    env.pop("SBDGM_TEST_INTERRUPT", None)
-    if hook:
-        env["SBDGM_TEST_INTERRUPT"] = hook
-    proc = subprocess.run([sys.executable, SCRIPT, *ARGS, *extra, "--experiment-dir",
-                           str(directory)], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=ROOT)
-    return proc
 
 
 def _chain(directory, steps, record):
@@ -115,17 +100,6 @@ def runs(tmp_path_factory):
     for t in threads:
         t.join()
     return dirs, out
-
-
-def _describe(proc):
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n" \
-           f"{proc.stderr[-3000:]}"
-
-
-def _only(directory, pattern):
-    found = [p for p in glob.glob(os.path.join(str(directory), pattern))]
-    assert len(found) == 1, (pattern, os.listdir(directory))
-    return found[0]
 
 
 def _final(directory):

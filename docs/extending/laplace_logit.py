@@ -91,26 +91,23 @@ class LaplaceLogit(LatentFamily):
         """Exact Laplace draws of eta; ``log_q``, ``log_p`` their Laplace densities.
         The draws use no uniform on (0, 1), so ``uniform`` (checked) changes nothing."""
         check_uniform_range(uniform)
-        mu, s = self._params64(params, ("mu", "scale"))
-        samples = check_samples(samples)
-        eps = rng.laplace(0.0, 1.0, size=(mu.shape[0], samples, mu.shape[1]))
-        mu, s = mu[:, None, :], s[:, None, :]
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            eta = mu + s * eps
-            log_v, log_1m_v = log_softplus_pair(eta)
-            log_q = np.sum(-np.log(2.0 * s) - np.abs(eps), axis=-1)
-            log_p = np.sum(-math.log(2.0 * self.prior_scale)
-                           - np.abs(eta - self.prior_mean) / self.prior_scale, axis=-1)
-        return {"log_v": log_v, "log_1m_v": log_1m_v}, log_q, log_p
+        return self._scored(params, lambda size: rng.laplace(0.0, 1.0, size=size), samples)
 
     def training_sample(self, rng, params, samples):
         """The training sampler, for the evaluation's ``training-sampler`` protocol: the
         clipped uniform of :meth:`training_noise` through the Laplace quantile, scored
         with the plain density (so it is biased, as the Kumaraswamy's is)."""
+        def clipped(size):  # the Laplace quantile of u ~ U(-0.49, 0.49)
+            u = rng.uniform(-0.49, 0.49, size=size)
+            return -np.sign(u) * np.log1p(-2.0 * np.abs(u))
+        return self._scored(params, clipped, samples)
+
+    def _scored(self, params, standard_draws, samples):
+        """Draws eta = mu + s * eps for eps from ``standard_draws(size)``, with the
+        Laplace log densities of eta under q and under the prior."""
         mu, s = self._params64(params, ("mu", "scale"))
         samples = check_samples(samples)
-        u = rng.uniform(-0.49, 0.49, size=(mu.shape[0], samples, mu.shape[1]))
-        eps = -np.sign(u) * np.log1p(-2.0 * np.abs(u))
+        eps = standard_draws((mu.shape[0], samples, mu.shape[1]))
         mu, s = mu[:, None, :], s[:, None, :]
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             eta = mu + s * eps
