@@ -18,6 +18,7 @@ module imports neither the symbolic backend nor the data sets.
 """
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Optional, Tuple, Union
 
@@ -201,6 +202,21 @@ class LatentConfig:
                                                      f"{' or '.join(owners)}, not to posterior "
                                                      f"{self.family}")
 
+    def kl_variant(self):
+        """A short tag of the KL options that differ from the original's ten-term series
+        with the series digamma, ``""`` when none does: ``"exact_kl"``,
+        ``"kl_200_terms"``, ``"exact_digamma"``, ``"clipped"`` (joined by ``_``).
+
+        Reports tell such runs apart from the faithful model by this tag (the model
+        ``sb_vae_exact_kl`` beside ``sb_vae``), since the paper's numbers are the faithful
+        model's."""
+        if self.kl == "exact":
+            parts = ["exact_kl"]
+        else:
+            parts = ([] if self.taylor_terms == 10 else [f"kl_{self.taylor_terms}_terms"]) + \
+                    ([] if self.digamma == "series" else ["exact_digamma"])
+        return "_".join(parts + ([] if self.clip is None else ["clipped"]))
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -238,6 +254,31 @@ class TrainingConfig:
 
 
 # Flat names (the original's flags) of the latent options.
+# how a report names the KL variants of kl_variant()
+KL_VARIANT_LABELS = {"exact_kl": "exact KL", "exact_digamma": "exact digamma",
+                     "clipped": "a, b clipped"}
+
+
+def kl_variant_label(tag):
+    """Words for a :meth:`LatentConfig.kl_variant` tag (``"exact_kl"`` -> ``"exact KL"``);
+    None when ``tag`` is not one."""
+    words = []
+    rest = tag
+    while rest:
+        for key, label in KL_VARIANT_LABELS.items():
+            if rest == key or rest.startswith(key + "_"):
+                words.append(label)
+                rest = rest[len(key) + 1:]
+                break
+        else:
+            m = re.match(r"kl_(\d+)_terms(?:_|$)", rest)
+            if m is None:
+                return None
+            words.append(f"{m.group(1)}-term KL")
+            rest = rest[m.end():]
+    return ", ".join(words) or None
+
+
 LATENT_FLAT = {"family": "posterior", "alpha0": "alpha0", "taylor_terms": "kl_taylor_terms",
                "digamma": "digamma", "clip": "clip_kumaraswamy", "prior": "logit_prior",
                "kl": "kl"}

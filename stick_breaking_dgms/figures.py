@@ -110,7 +110,11 @@ def _title(ax, title, width=SINGLE_COLUMN):
 
 
 def _series_name(key):
-    return SERIES_NAMES.get(key, key)
+    if key in SERIES_NAMES:
+        return SERIES_NAMES[key]
+    from .published import split_variant
+    base, label = split_variant(key)
+    return key if label is None else f"{SERIES_NAMES.get(base, base)}, {label}"
 
 
 def _ordered(keys):

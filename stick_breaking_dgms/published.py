@@ -69,8 +69,25 @@ def lookup(table, dataset, model, **setting):
 
 
 def model_name(key):
-    """Display name of a model key (``sb_vae`` -> ``Kumaraswamy SB-VAE``)."""
-    return _data()["models"].get(key, key)
+    """Display name of a model key (``sb_vae`` -> ``Kumaraswamy SB-VAE``;
+    ``sb_vae_exact_kl`` -> ``Kumaraswamy SB-VAE, exact KL``)."""
+    models = _data()["models"]
+    if key in models:
+        return models[key]
+    base, label = split_variant(key)
+    return key if label is None else f"{models[base]}, {label}"
+
+
+def split_variant(key):
+    """``(paper's model key, words for the KL variant)`` of a model key, or
+    ``(key, None)`` when it is not a paper's model with a KL variant tag."""
+    from .config import kl_variant_label
+    for base in sorted(_data()["models"], key=len, reverse=True):
+        if key.startswith(base + "_"):
+            label = kl_variant_label(key[len(base) + 1:])
+            if label is not None:
+                return base, label
+    return key, None
 
 
 def dataset_name(key):

@@ -211,3 +211,25 @@ def test_a_model_with_non_finite_parameters_is_refused(tmp_path):
                                                 "config": config.to_dict()})
     with pytest.raises(CheckpointError, match="nan.h5: parameter decoder/0/W holds non-finite"):
         load_model(path)
+
+
+def test_kl_variant_tags_name_every_kl_other_than_the_originals():
+    from stick_breaking_dgms.config import LatentConfig, kl_variant_label
+    from stick_breaking_dgms.published import model_name, split_variant
+    cases = {LatentConfig(): "",
+             LatentConfig(kl="exact"): "exact_kl",
+             LatentConfig(taylor_terms=200): "kl_200_terms",
+             LatentConfig(digamma="exact"): "exact_digamma",
+             LatentConfig(taylor_terms=50, digamma="exact", clip=(1e-3, 1e3)):
+                 "kl_50_terms_exact_digamma_clipped",
+             LatentConfig(kl="exact", clip=(1e-3, 1e3)): "exact_kl_clipped",
+             LatentConfig("gamma"): ""}
+    for config, tag in cases.items():
+        assert config.kl_variant() == tag, config
+    assert kl_variant_label("kl_50_terms_exact_digamma_clipped") == \
+        "50-term KL, exact digamma, a, b clipped"
+    assert kl_variant_label("") is None and kl_variant_label("bogus") is None
+    assert model_name("sb_vae_exact_kl") == "Kumaraswamy SB-VAE, exact KL"
+    assert split_variant("gamma_sb_vae") == ("gamma_sb_vae", None)
+    assert split_variant("sb_ssdgm_kl_200_terms") == ("sb_ssdgm", "200-term KL")
+    assert model_name("sb_vae_unknown") == "sb_vae_unknown"

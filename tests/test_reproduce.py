@@ -259,28 +259,28 @@ def test_differences_are_written_like_the_numbers_they_compare():
 
 # -- several seeds of one configuration; a sweep folder ------------------------------------
 
-def _untrained_vae(directory, seed, hidden=10, name="run"):
-    """A Gauss-VAE checkpoint with its initial parameters (what is checked is the
-    aggregation over seeds, not the model), and the metrics file a finished run has."""
+def _untrained_vae(directory, seed, hidden=10, name="run", model="gauss_vae", latent=None):
+    """A VAE checkpoint (a Gauss-VAE unless told) with its initial parameters (what is
+    checked is the aggregation, not the model), and the metrics file a finished run has."""
     import h5py
     from stick_breaking_dgms.backend import floatX_as
     from stick_breaking_dgms.checkpoints import write_checkpoint
     from stick_breaking_dgms.config import (ExperimentConfig, LatentConfig, NetworkConfig)
     from stick_breaking_dgms.factory import build_model
-    config = ExperimentConfig("gauss_vae", network=NetworkConfig(hidden_size=hidden),
-                              latent=LatentConfig("gaussian", size=4), seed=seed)
+    config = ExperimentConfig(model, network=NetworkConfig(hidden_size=hidden),
+                              latent=latent or LatentConfig("gaussian", size=4), seed=seed)
     with floatX_as(config.floatX):
         net = build_model(config, 784, "bernoulli")
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, f"gauss_vae_params_{name}.h5")
+    path = os.path.join(directory, f"{model}_params_{name}.h5")
     params = {n: v.get_value() for n, v in net.params.items()}
     for key in params:  # decoder biases that differ by seed: runs that score differently
         if key.startswith("decoder/") and key.endswith("/b"):
             params[key] = params[key] - 0.5 * seed
     write_checkpoint(path, {"params": params},
-                     {"model": "gauss_vae", "config": config.to_dict(), "best_epoch": 0,
+                     {"model": model, "config": config.to_dict(), "best_epoch": 0,
                       "best_score": 500.0 + seed})
-    with h5py.File(os.path.join(directory, f"gauss_vae_metrics_{name}.h5"), "w") as f:
+    with h5py.File(os.path.join(directory, f"{model}_metrics_{name}.h5"), "w") as f:
         f.attrs.update(status="finished", best_score=500.0 + seed, test_score=510.0 + seed)
     return path
 
@@ -320,6 +320,26 @@ def test_two_configurations_for_one_row_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "differ in hidden_size" in err
     assert not os.path.exists(tmp_path / "report")
+
+
+def test_a_kl_other_than_the_originals_gets_rows_of_its_own(tmp_path, capsys):
+    """The faithful SB-VAE and one trained with the exact KL are two rows, the paper's
+    numbers beside the faithful one only."""
+    from stick_breaking_dgms.config import LatentConfig
+    paths = [_untrained_vae(str(tmp_path / kl), 1, model="sb_vae",
+                            latent=LatentConfig(size=5, kl=kl)) for kl in ("series", "exact")]
+    out = str(tmp_path / "report")
+    code = reproduce.main(paths + ["--table", "likelihood", "--samples", "3", "--test-subset",
+                                   "20", "--no-figures", "--progress", "never", "--out", out])
+    assert code == 0, capsys.readouterr().err
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert set(results["likelihood"]["mnist"]) == {"sb_vae", "sb_vae_exact_kl"}
+    cells = {c["model"]: c for c in results["cells"] if c["table"] == "likelihood"
+             and c["dataset"] == "mnist"}
+    assert cells["sb_vae"]["published"] == 98.01 and cells["sb_vae"]["n_runs"] == 1
+    assert cells["sb_vae_exact_kl"]["published"] is None
+    assert cells["sb_vae_exact_kl"]["n_runs"] == 1
+    assert "| Kumaraswamy SB-VAE, exact KL |" in open(os.path.join(out, "report.md")).read()
 
 
 def test_a_sweep_folder_gives_its_chosen_setting_every_seed(tmp_path):

@@ -118,7 +118,8 @@ class LoadedModel:
     ``meta``, ``family`` (the posterior family, :mod:`..families`),
     ``construction`` (``"stick-breaking"`` or ``"gaussian"``), ``semi``, ``name`` (the
     model as the paper's tables name it: ``sb_vae`` for the Kumaraswamy family,
-    ``gamma_sb_vae`` for the Gamma family, ...).
+    ``gamma_sb_vae`` for the Gamma family, ..., with the tag of a KL other than the
+    original's: ``sb_vae_exact_kl``).
     """
 
     def __init__(self, path, net, model, floatX="float32", config=None, meta=None):
@@ -126,8 +127,10 @@ class LoadedModel:
         self.config, self.meta = config, {} if meta is None else meta
         self.family = net.latent.family
         self.construction = net.latent.construction
-        # the name the paper's tables use: sb_vae, gamma_sb_vae, gauss_logit_sb_vae, ...
-        self.name = self.family.model_prefix + model
+        # the name the paper's tables use: sb_vae, gamma_sb_vae, gauss_logit_sb_vae, ...;
+        # a KL other than the original's gets its own rows (sb_vae_exact_kl)
+        variant = config.latent.kl_variant() if config is not None else ""
+        self.name = self.family.model_prefix + model + ("_" + variant if variant else "")
         self.semi = MODELS[model].semi
         self._functions = {}
 
