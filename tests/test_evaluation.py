@@ -424,3 +424,22 @@ def test_the_regression_check_leaves_no_working_folder(tmp_path, monkeypatch, ca
         regression.main(["--check", str(reference)])
     assert made and not os.path.exists(made[0])
     assert os.listdir(tmp_path) == ["reference.json"]
+
+
+def test_regression_numbers_of_a_run_with_another_kl_stand_for_its_model():
+    """A planted KL change (--kl-taylor-terms 1) renames the report's rows; the regression
+    check still compares their numbers instead of failing on their absence."""
+    from stick_breaking_dgms.evaluation.regression import metrics_from_results
+    results = {"likelihood": {"mnist": {"sb_vae_kl_1_terms": {"mean_nll": 101.5,
+                                                              "mean_elbo": -105.0}}},
+               "knn": {"mnist": {"sb_vae_kl_1_terms": {"sampled": {"errors": {"5": 0.12}}}}},
+               "active_dimensions": {"mnist": {"sb_vae_kl_1_terms": {
+                   "mean": {"mean": 23.0}, "sampled": {"mean": 22.5}}}},
+               "semisup": {"mnist": {"sb_ssdgm_kl_1_terms": {"10": {"mean": 0.05}}}},
+               "semisup_knn_baseline": {}}
+    m = metrics_from_results(results)
+    assert m["sb_vae/is_nll"][0] == 101.5 and m["sb_vae/mc_neg_elbo"][0] == 105.0
+    assert m["sb_vae/knn_sampled_k5"][0] == pytest.approx(12.0)
+    assert m["sb_vae/active_dims_sampled"][0] == 22.5
+    assert m["sb_ssdgm/error_10"][0] == pytest.approx(5.0)
+    assert "gauss_vae/is_nll" not in m
