@@ -397,9 +397,12 @@ def test_dry_run_lists_commands(tmp_path, capsys):
 
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
-def test_ctrl_c_stops_the_sweep_with_every_run_saved(tiny_data, tmp_path):
-    """SIGINT to the sweep's process group, as a terminal's Ctrl-C sends it: the running
-    training saves its state, the queued run never starts, the sweep exits 130."""
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_ctrl_c_stops_the_sweep_with_every_run_saved(tiny_data, tmp_path, how):
+    """SIGINT to the sweep's process group, as a terminal's Ctrl-C sends it, or SIGTERM to
+    the sweep alone (``kill PID``, for a sweep started in the background, which ignores
+    SIGINT): the running training saves its state, the queued run never starts, the sweep
+    exits 130."""
     grid = _grid(tmp_path, f"""
 models = ["sb_vae"]
 datasets = ["{tiny_data}"]
@@ -423,7 +426,10 @@ lookahead = 1000
                 break
             time.sleep(0.05)
         training = first.files.lock.holder()
-        os.killpg(sweep.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(sweep.pid, signal.SIGINT)
+        else:
+            sweep.send_signal(signal.SIGTERM)
         text = sweep.communicate()[0].decode()
     assert sweep.returncode == 130, text
     assert "Ctrl-C: stopping" in text and "2 run(s) stopped" in text

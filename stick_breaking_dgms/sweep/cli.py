@@ -11,6 +11,7 @@ resume).
 """
 import argparse
 import os
+import signal
 import sys
 
 from .grid import GridError, expand, load_grid
@@ -89,6 +90,10 @@ def main(argv=None, out=None):
     from .runner import run_sweep
     write_manifest(sweep_dir, grid, runs)
     live = {"auto": None, "live": True, "lines": False}[args.progress]
+    # `kill PID` (or a batch system ending the job) stops the sweep as Ctrl-C does, every
+    # running training saving its state; a sweep started in the background by a script
+    # ignores SIGINT (POSIX), so SIGTERM is the way to stop it
+    signal.signal(signal.SIGTERM, _interrupt)
     outcome = run_sweep(runs, sweep_dir, scheduler=args.scheduler, n_workers=args.workers,
                         retries=args.retries, out=out, live=live,
                         lock_timeout=args.lock_timeout)
@@ -104,6 +109,10 @@ def main(argv=None, out=None):
         print(f"\n{len(outcome.stopped)} run(s) stopped; run the same command again to "
               f"resume them.", file=out)
     return outcome.exit_code
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def console():
