@@ -66,7 +66,7 @@ def sequential(grid_path, folder):
 
 def sweep(grid_path, folder, workers):
     start = time.perf_counter()
-    with open(os.path.join(folder + ".out"), "w") as log:
+    with open(folder + ".out", "w") as log:
         subprocess.run([_bin("sbdgm-sweep"), grid_path, "--sweep-dir", folder,
                         "--workers", str(workers), "--progress", "lines"],
                        stdout=log, stderr=subprocess.STDOUT, check=True)

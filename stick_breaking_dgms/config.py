@@ -253,7 +253,6 @@ class TrainingConfig:
               what="a weight in [0, 1]")
 
 
-# Flat names (the original's flags) of the latent options.
 # how a report names the KL variants of kl_variant()
 KL_VARIANT_LABELS = {"exact_kl": "exact KL", "exact_digamma": "exact digamma",
                      "clipped": "a, b clipped"}
@@ -279,6 +278,7 @@ def kl_variant_label(tag):
     return ", ".join(words) or None
 
 
+# Flat names (the original's flags) of the latent options.
 LATENT_FLAT = {"family": "posterior", "alpha0": "alpha0", "taylor_terms": "kl_taylor_terms",
                "digamma": "digamma", "clip": "clip_kumaraswamy", "prior": "logit_prior",
                "kl": "kl"}

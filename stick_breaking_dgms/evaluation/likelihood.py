@@ -78,15 +78,6 @@ LARGE_FULL_SAMPLES = 1000
 DEFAULT_LARGE_S_SUBSET = 1000
 
 
-def _build_posterior(lm):
-    """Compile x -> the posterior parameters (float64); returns (function, their names)."""
-    from ..backend import at, function
-    x = at.matrix("x", dtype=lm.floatX)
-    post = lm.net.latent.posterior(at.cast(lm.net.encoder(x), FLOAT64))
-    names = sorted(post)
-    return function([x], [post[k] for k in names]), names
-
-
 def _build_log_lik(lm):
     """Compile (x (B, D), codes (B, S, K) float64) -> log p(x | code) (B, S), float64.
 
@@ -139,7 +130,7 @@ def log_weights(lm, x, rng, samples, sampler="exact"):
     """
     from ..latent import code_from_draws
     family = lm.net.latent.family
-    f_post, names = lm.compiled("posterior64", lambda: _build_posterior(lm))
+    f_post, names = lm.posterior_function()
     f_lik = lm.compiled("log_lik64", lambda: _build_log_lik(lm))
     xb = lm.cast_x(x)
     params = dict(zip(names, f_post(xb)))

@@ -207,10 +207,14 @@ class LoadedModel:
         names = sorted(post)
         return function([x], [post[k] for k in names]), names
 
+    def posterior_function(self):
+        """The compiled x -> posterior parameters (float64), and their names (sorted)."""
+        return self.compiled("posterior_params", self._build_posterior_params)
+
     def posterior_params(self, x, batch_size=1000):
         """The posterior parameters of the rows of ``x`` (a, b; mu, log sigma; ...), float64
         arrays (N, n_latent) by name, computed once for several code draws."""
-        f, names = self.compiled("posterior_params", self._build_posterior_params)
+        f, names = self.posterior_function()
         parts = {k: [] for k in names}
         for start in range(0, len(x), batch_size):
             for k, v in zip(names, f(self.cast_x(x[start:start + batch_size]))):

@@ -107,9 +107,8 @@ def metrics_from_results(results):
     """The compared numbers, flat: {name: (value, kind)}."""
     out = {}
     results = dict(results)
-    for table in ("likelihood", "knn", "active_dimensions"):
+    for table in ("likelihood", "knn", "active_dimensions", "semisup"):
         results[table] = {d: _by_paper_model(m) for d, m in results[table].items()}
-    results["semisup"] = {d: _by_paper_model(m) for d, m in results["semisup"].items()}
     lik = results["likelihood"].get("mnist", {})
     for model in ("sb_vae", "gauss_vae"):
         if model in lik:

@@ -93,10 +93,13 @@ def main(argv=None, out=None):
     # `kill PID` (or a batch system ending the job) stops the sweep as Ctrl-C does, every
     # running training saving its state; a sweep started in the background by a script
     # ignores SIGINT (POSIX), so SIGTERM is the way to stop it
-    signal.signal(signal.SIGTERM, _interrupt)
-    outcome = run_sweep(runs, sweep_dir, scheduler=args.scheduler, n_workers=args.workers,
-                        retries=args.retries, out=out, live=live,
-                        lock_timeout=args.lock_timeout)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_sweep(runs, sweep_dir, scheduler=args.scheduler,
+                            n_workers=args.workers, retries=args.retries, out=out, live=live,
+                            lock_timeout=args.lock_timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     rows = write_summary(sweep_dir)
     print(file=out)
     print(markdown(rows), file=out, end="")
