@@ -120,7 +120,8 @@ def run_task(run_dict, stop_event=None, cwd=None, lock_timeout=600.0, poll=0.5):
             [sys.executable, "-m", "stick_breaking_dgms.sweep.child", str(os.getpid()),
              run.model, *argv],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=cwd if cwd and os.path.isdir(cwd) else None, start_new_session=True)
+            cwd=cwd if cwd and os.path.isdir(cwd) else None, start_new_session=True,
+            env=training_environment())
     try:
         returncode, stopped = _wait(proc, stop, poll)
     except BaseException:
@@ -138,6 +139,28 @@ def run_task(run_dict, stop_event=None, cwd=None, lock_timeout=600.0, poll=0.5):
     if stopped and returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         return result(INTERRUPTED, returncode)
     raise RunFailed(run.id, returncode, _tail(run.output_log), run.output_log)
+
+
+def training_environment(environ=None):
+    """The environment of a training started by a worker: the worker's, less the
+    ``MALLOC_TRIM_THRESHOLD_`` that Dask's nanny sets for its worker processes
+    (``distributed.nanny.pre-spawn-environ``) when it has that value.
+
+    With the threshold at Dask's 64 KiB, glibc hands every large freed block back to the
+    system, and a training, which frees and reallocates arrays of a few MB every step,
+    pays page faults for them again: about 1.4 x the time per epoch (docs/sweeps.md,
+    "What a sweep costs"). A threshold the user set to another value is left alone.
+    """
+    env = dict(os.environ if environ is None else environ)
+    try:
+        import dask.config
+        dask_value = dask.config.get("distributed.nanny.pre-spawn-environ", {}).get(
+            "MALLOC_TRIM_THRESHOLD_")
+    except ImportError:
+        dask_value = None
+    if dask_value is not None and env.get("MALLOC_TRIM_THRESHOLD_") == str(dask_value):
+        del env["MALLOC_TRIM_THRESHOLD_"]
+    return env
 
 
 def _wait(proc, stop, poll):
