@@ -158,13 +158,16 @@ def _colour(key, i):
     return _COLOURS.get(key, f"C{i % 10}")
 
 
-def learning_curves(curves, path, title="", ylabel="validation reconstruction NLL (nats)"):
+def learning_curves(curves, path, title="", ylabel="validation reconstruction NLL (nats)",
+                    keys=None):
     """Validation score per epoch, one line per run, each run's best epoch marked.
 
     ``curves`` maps a label to ``(epochs, scores)`` (lower is better; non-finite scores are
     left out). The best epoch (the lowest finite score, as early stopping picks it) gets a
-    dot and a dotted vertical line, and the legend gives it.
+    dot and a dotted vertical line, and the legend gives it. ``keys`` maps a label to its
+    model key, which gives the model the colour it has in the other figures.
     """
+    keys = keys or {}
     plt = _pyplot()
     with plt.rc_context(STYLE):
         fig, (ax,) = _figure(SINGLE_COLUMN, 2.3)
@@ -173,7 +176,7 @@ def learning_curves(curves, path, title="", ylabel="validation reconstruction NL
             epochs = np.asarray(epochs)
             scores = np.asarray(scores, dtype=float)
             ok = np.isfinite(scores)
-            colour = f"C{i % 10}"
+            colour = _colour(keys.get(label), i)
             if not ok.any():
                 ax.plot([], [], color=colour, label=f"{label} (no finite score)")
                 continue

@@ -690,14 +690,15 @@ class Evaluation:
         for lm in self.vaes():
             by_dataset.setdefault(lm.dataset, []).append(lm)
         for dataset, lms in by_dataset.items():
-            curves = {}
+            curves, keys = {}, {}
             for lm in lms:
                 curve = learning_curve(lm.path)
                 if curve is not None:
                     curves[model_name(lm.name)] = curve
+                    keys[model_name(lm.name)] = lm.name
             if curves:
                 path = os.path.join(fig_dir, f"learning_curves_{dataset}.png")
-                figures.learning_curves(curves, path, dataset_name(dataset))
+                figures.learning_curves(curves, path, dataset_name(dataset), keys=keys)
                 made[f"learning_curves_{dataset}"] = path
             panels = []
             for lm in lms:

@@ -161,12 +161,15 @@ def child(name, out, workdir, data_dir):
         json.dump({k: v for k, (v, _) in metrics.items()}, f, indent=1)
 
 
-def run_variant(name, data_dir, log_dir):
-    """Run one variant in a fresh process; return {number: value}."""
+def run_variant(name, data_dir, log_dir, work_root=None):
+    """Run one variant in a fresh process; return {number: value}. Its runs and report
+    go in a folder under ``work_root`` (the system's temporary folder by default),
+    removed at the end; the test suite passes its own temporary folder, so that a run
+    killed midway leaves nothing behind."""
     env = dict(os.environ)
     if name in machine_variants():
         env.update(machine_variants()[name][1])
-    work = tempfile.mkdtemp(prefix=f"sbdgm_calibration_{name}_")
+    work = tempfile.mkdtemp(prefix=f"sbdgm_calibration_{name}_", dir=work_root)
     try:
         out = os.path.join(work, "numbers.json")
         log = os.path.join(log_dir, f"{name}.log")

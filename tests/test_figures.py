@@ -45,6 +45,27 @@ def test_learning_curves_mark_the_best_epoch(tmp_path):
     assert png_width_inches(path) <= figures.SINGLE_COLUMN + 0.3
 
 
+def _pixels_of(path, colour):
+    import matplotlib.colors
+    import matplotlib.image
+    rgb = np.asarray(matplotlib.colors.to_rgb(colour))
+    image = matplotlib.image.imread(path)[..., :3]
+    return int(np.sum(np.all(np.abs(image - rgb) < 0.02, axis=-1)))
+
+
+def test_learning_curves_give_each_model_its_colour_of_the_other_figures(tmp_path):
+    epochs = np.arange(1, 41)
+    curves = {"SB-VAE": (epochs, 90 + 30 * np.exp(-epochs / 8.0)),
+              "Gauss-VAE": (epochs, 85 + 30 * np.exp(-epochs / 6.0))}
+    keys = {"SB-VAE": "sb_vae", "Gauss-VAE": "gauss_vae"}
+    path = figures.learning_curves(curves, str(tmp_path / "keyed.png"), keys=keys)
+    assert _pixels_of(path, "tab:red") > 50 and _pixels_of(path, "tab:blue") > 50
+    assert _pixels_of(path, "tab:orange") == 0
+    # without keys, the plain colour cycle
+    path = figures.learning_curves(curves, str(tmp_path / "plain.png"))
+    assert _pixels_of(path, "tab:orange") > 50 and _pixels_of(path, "tab:red") == 0
+
+
 def test_learning_curves_without_a_finite_score(tmp_path):
     path = figures.learning_curves({"run": (np.arange(3), np.full(3, np.nan))},
                                    str(tmp_path / "nan.png"))

@@ -34,9 +34,11 @@ MACHINE = _other_kernels() + (["numpy_sse"] if "numpy_sse" in cal.machine_varian
 def variants(tmp_path_factory):
     """{variant: numbers} for the machine variants above and every planted bug."""
     logs = str(tmp_path_factory.mktemp("calibration_logs"))
+    work = str(tmp_path_factory.mktemp("calibration_runs"))
     names = MACHINE + list(cal.BUGS)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {n: pool.submit(cal.run_variant, n, "./datasets", logs) for n in names}
+        futures = {n: pool.submit(cal.run_variant, n, "./datasets", logs, work)
+                   for n in names}
         return {n: f.result() for n, f in futures.items()}
 
 
