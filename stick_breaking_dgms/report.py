@@ -308,7 +308,8 @@ def render_report(results, cells, opts, meta):
             w("Test error of argmax q(y | x) with the best validation parameters; ± is the "
               "standard deviation over runs (none for a single run). The kNN (k = 5) baseline "
               f"classifies pixels with the labelled fraction of the training set only "
-              f"({opts.knn_draws} label draws).")
+              f"({opts.knn_draws} label draws on the data split of each seed evaluated; ± "
+              f"is over all of them).")
         w("")
         w(f"| model | data set | setting | published ({unit}) | measured ({unit}) | runs | "
           f"difference ({unit}) | verdict |")

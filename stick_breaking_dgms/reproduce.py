@@ -635,40 +635,52 @@ class Evaluation:
             self.results["semisup"].setdefault(dataset, {}).setdefault(model, {})[str(pct)] = {
                 "runs": rs, "mean": float(errs.mean()),
                 "std": float(errs.std(ddof=1)) if len(errs) > 1 else None, "n_runs": len(rs)}
-        # the kNN (k = 5) pixel baseline with the same fraction of labels
-        datasets = sorted({(m.dataset, m.config.seed) for m in self.models})
-        for dataset, seed in datasets:
-            data = self.data(dataset, seed)
-            if data.train_y is None:
-                continue
-            x_test, y_test = self.test_split(data)
+        # the kNN (k = 5) pixel baseline with the same fraction of labels, over every
+        # split the runs were trained on (a run's --seed shuffles the data, as in the
+        # original) and knn_draws label draws on each
+        seeds = {}
+        for m in self.models:
+            seeds.setdefault(m.dataset, set()).add(int(m.config.seed))
+        for dataset in sorted(seeds):
             started = time.time()
+            errs, n_labelled, why = {pct: [] for pct in LABEL_PERCENTS}, {}, {}
+            for seed in sorted(seeds[dataset]):
+                data = self.data(dataset, seed)
+                if data.train_y is None:
+                    continue
+                x_test, y_test = self.test_split(data)
+                for pct in LABEL_PERCENTS:
+                    for d in range(self.opts.knn_draws):
+                        try:
+                            labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100,
+                                                             100, label_seed_of(seed + d))
+                        except LabelSplitError as e:
+                            labelled, why[pct] = None, str(e)
+                        else:
+                            why[pct] = f"{len(labelled)} labelled examples, fewer than k = 5"
+                        if labelled is None or len(labelled) < 5:
+                            break
+                        res = knn_errors(data.train_x[labelled], data.train_y[labelled],
+                                         x_test, y_test, (5,))
+                        errs[pct].append(res["errors"][5])
+                        n_labelled[pct] = int(len(labelled))
             baseline = {}
             for pct in LABEL_PERCENTS:
-                errs = []
-                for d in range(self.opts.knn_draws):
-                    try:
-                        labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100,
-                                                         100, label_seed_of(seed + d))
-                    except LabelSplitError as e:
-                        labelled, why = None, str(e)
-                    else:
-                        why = f"{len(labelled)} labelled examples, fewer than k = 5"
-                    if labelled is None or len(labelled) < 5:
-                        break
-                    res = knn_errors(data.train_x[labelled], data.train_y[labelled], x_test,
-                                     y_test, (5,))
-                    errs.append(res["errors"][5])
-                if not errs:  # a small data set: too few labels at this fraction
-                    self.results["notes"].append(f"{dataset}: no kNN (k = 5) pixel baseline at "
-                                                 f"{pct} % labels ({why})")
+                if pct in why and not errs[pct]:  # a small data set: too few labels
+                    self.results["notes"].append(f"{dataset}: no kNN (k = 5) pixel baseline "
+                                                 f"at {pct} % labels ({why[pct]})")
                     continue
-                errs = np.array(errs)
-                baseline[str(pct)] = {"errors": errs, "mean": float(errs.mean()),
-                                      "std": float(errs.std(ddof=1)) if len(errs) > 1 else None,
-                                      "n_labelled": int(len(labelled)), "draws": len(errs)}
-                _log(f"kNN (k=5) pixels, {pct} % labels: {100 * errs.mean():.2f}%")
-            self.results["semisup_knn_baseline"][dataset] = baseline
+                if not errs[pct]:
+                    continue
+                e = np.array(errs[pct])
+                baseline[str(pct)] = {"errors": e, "mean": float(e.mean()),
+                                      "std": float(e.std(ddof=1)) if len(e) > 1 else None,
+                                      "n_labelled": n_labelled[pct], "draws": len(e),
+                                      "splits": len(seeds[dataset])}
+                _log(f"kNN (k=5) pixels, {pct} % labels: {100 * e.mean():.2f}% "
+                     f"({len(seeds[dataset])} split(s), {len(e)} label draws)")
+            if baseline:
+                self.results["semisup_knn_baseline"][dataset] = baseline
             self.timed(f"semisup/{dataset}/knn_pixels_k5", time.time() - started)
 
     # figures

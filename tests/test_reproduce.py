@@ -312,6 +312,28 @@ def test_rows_resting_on_several_seeds_give_their_mean_sd_and_count(tmp_path, ca
         in text
 
 
+def test_pixel_baseline_pools_the_data_split_of_every_seed(tmp_path, capsys):
+    """A run's --seed shuffles the data: the kNN pixel baseline of a report on several
+    seeds has the label draws of every seed's split, not the last seed's alone."""
+    paths = [_untrained_vae(str(tmp_path / f"s{seed}"), seed) for seed in (1, 2)]
+
+    def baseline(chosen, name):
+        out = str(tmp_path / name)
+        code = reproduce.main(chosen + ["--table", "semisup", "--test-subset", "200",
+                                        "--knn-draws", "2", "--no-figures", "--progress",
+                                        "never", "--blas-threads", "1", "--out", out])
+        assert code == 0, capsys.readouterr().err
+        with open(os.path.join(out, "results.json")) as f:
+            return json.load(f)["semisup_knn_baseline"]["mnist"]
+
+    alone = [baseline([p], f"alone{i}") for i, p in enumerate(paths)]
+    both = baseline(paths, "both")
+    for pct in ("10", "5", "1"):
+        assert both[pct]["draws"] == 4 and both[pct]["splits"] == 2
+        assert both[pct]["errors"] == alone[0][pct]["errors"] + alone[1][pct]["errors"]
+        assert both[pct]["mean"] == pytest.approx(np.mean(both[pct]["errors"]))
+
+
 def test_two_configurations_for_one_row_are_refused(tmp_path, capsys):
     paths = [_untrained_vae(str(tmp_path / "a"), 1, hidden=10),
              _untrained_vae(str(tmp_path / "b"), 1, hidden=12)]
