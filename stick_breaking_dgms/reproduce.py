@@ -607,8 +607,6 @@ class Evaluation:
 
     # semi-supervised
     def semisup(self):
-        from .experiments import LabelSplitError, split_labels
-        from .evaluation.knn import knn_errors
         runs = {}
         for lm in self.semis():
             data = self.data(lm.dataset, lm.config.seed)
@@ -648,29 +646,15 @@ class Evaluation:
                 data = self.data(dataset, seed)
                 if data.train_y is None:
                     continue
-                x_test, y_test = self.test_split(data)
                 for pct in LABEL_PERCENTS:
-                    for d in range(self.opts.knn_draws):
-                        try:
-                            labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100,
-                                                             100, label_seed_of(seed + d))
-                        except LabelSplitError as e:
-                            labelled, why[pct] = None, str(e)
-                        else:
-                            why[pct] = f"{len(labelled)} labelled examples, fewer than k = 5"
-                        if labelled is None or len(labelled) < 5:
-                            break
-                        res = knn_errors(data.train_x[labelled], data.train_y[labelled],
-                                         x_test, y_test, (5,))
-                        errs[pct].append(res["errors"][5])
-                        n_labelled[pct] = int(len(labelled))
+                    errors, n_labelled[pct], why[pct] = self._pixel_knn_draws(data, seed, pct)
+                    errs[pct] += errors
             baseline = {}
             for pct in LABEL_PERCENTS:
-                if pct in why and not errs[pct]:  # a small data set: too few labels
-                    self.results["notes"].append(f"{dataset}: no kNN (k = 5) pixel baseline "
-                                                 f"at {pct} % labels ({why[pct]})")
-                    continue
-                if not errs[pct]:
+                if not errs[pct]:  # a small data set: too few labels at this fraction
+                    if why.get(pct):
+                        self.results["notes"].append(f"{dataset}: no kNN (k = 5) pixel "
+                                                     f"baseline at {pct} % labels ({why[pct]})")
                     continue
                 e = np.array(errs[pct])
                 baseline[str(pct)] = {"errors": e, "mean": float(e.mean()),
@@ -682,6 +666,29 @@ class Evaluation:
             if baseline:
                 self.results["semisup_knn_baseline"][dataset] = baseline
             self.timed(f"semisup/{dataset}/knn_pixels_k5", time.time() - started)
+
+    def _pixel_knn_draws(self, data, seed, pct):
+        """kNN (k = 5) pixel errors of ``knn_draws`` label draws of ``pct`` % on the split
+        of ``seed``: (errors, labelled examples, why there are none when there are none)."""
+        from .evaluation.knn import knn_errors
+        from .experiments import LabelSplitError, split_labels
+        x_test, y_test = self.test_split(data)
+        errors, n, why = [], None, None
+        for d in range(self.opts.knn_draws):
+            try:
+                labelled, _, _, _ = split_labels(len(data.train_x), 1 - pct / 100, 100,
+                                                 label_seed_of(seed + d))
+            except LabelSplitError as e:
+                why = str(e)
+                break
+            if len(labelled) < 5:
+                why = f"{len(labelled)} labelled examples, fewer than k = 5"
+                break
+            res = knn_errors(data.train_x[labelled], data.train_y[labelled], x_test, y_test,
+                             (5,))
+            errors.append(res["errors"][5])
+            n = int(len(labelled))
+        return errors, n, why
 
     # figures
     def figures(self):
