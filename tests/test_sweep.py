@@ -474,8 +474,30 @@ def test_progress_block_on_a_terminal(tmp_path):
     p.close()
     text = out.getvalue()
     assert "  a  epoch 2/9  tcp://w1" in text  # the running run's line in the block
+    assert "a: epoch" not in text             # ... and not also scrolled above it
     assert "\x1b[2F\x1b[J" in text            # the block is redrawn in place
     assert "[sweep] 0 queued, 0 running, 1 done, 1 failed" in text
     log = open(tmp_path / "sweep.log").read()
     assert [ln.split(" ", 2)[2] for ln in log.splitlines()] == [
         "a: started on tcp://w1", "a: epoch 2/9", "a: finished in 3 s", "b: FAILED: exit code 1"]
+
+
+def test_progress_lines_repeat_the_log(tmp_path):
+    """Off a terminal (a pipe, a batch job's output) every line of sweep.log is printed,
+    epochs included, so the job's output alone shows how far each run is."""
+    class Run:
+        def __init__(self, id):
+            self.id, self.argv = id, ("--max-epoch=9",)
+            self.files = type("F", (), {"results": str(tmp_path / f"{id}.txt")})()
+    from stick_breaking_dgms.sweep.progress import Progress
+    out = io.StringIO()
+    p = Progress([Run("a")], str(tmp_path), out=out, live=False)
+    p.on_event((0, {"run": "a", "event": "start", "worker": "tcp://w1", "epoch": 0}))
+    (tmp_path / "a.txt").write_text("epoch 0, x\n")
+    p.refresh()
+    p.finished("a", {"status": "finished", "seconds": 3})
+    p.close()
+    assert "\x1b[" not in out.getvalue()
+    assert out.getvalue() == open(tmp_path / "sweep.log").read()
+    assert [ln.split(" ", 2)[2] for ln in out.getvalue().splitlines()] == [
+        "a: started on tcp://w1", "a: epoch 1/9", "a: finished in 3 s"]

@@ -119,7 +119,7 @@ class Progress:
                 epoch = current_epoch(self.runs[run_id])
                 if epoch != self.info[run_id]["epoch"]:
                     self.info[run_id]["epoch"] = epoch
-                    self._line(f"{run_id}: epoch {self._epoch_text(run_id)}", echo=False)
+                    self._line(f"{run_id}: epoch {self._epoch_text(run_id)}", in_block=True)
             self._draw()
 
     def summary_line(self):
@@ -146,16 +146,17 @@ class Progress:
         epoch = self.info[run_id]["epoch"]
         return f"{epoch}/{total}" if total else str(epoch)
 
-    def _line(self, text, echo=True):
+    def _line(self, text, in_block=False):
+        """Log ``text``; show it too, unless the live block already shows it."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._log.write(f"{stamp} {text}\n")
         self._log.flush()
-        if self.live:
+        if not self.live:
+            print(f"{stamp} {text}", file=self.out, flush=True)
+        elif not in_block:
             self._clear()
             print(text, file=self.out, flush=True)
             self._draw()
-        elif echo:
-            print(f"{stamp} {text}", file=self.out, flush=True)
 
     def _draw(self):
         if not self.live:
