@@ -458,14 +458,17 @@ lookahead = 1000
         os.kill(training, 0)
 
 
+class _ProgressRun:
+    """What Progress reads of a run: its id, argv (the epoch cap) and text log's path."""
+    def __init__(self, tmp_path, id):
+        self.id, self.argv = id, ("--max-epoch=9",)
+        self.files = type("F", (), {"results": str(tmp_path / f"{id}.txt")})()
+
+
 def test_progress_block_on_a_terminal(tmp_path):
-    class Run:
-        def __init__(self, id):
-            self.id, self.argv = id, ("--max-epoch=9",)
-            self.files = type("F", (), {"results": str(tmp_path / f"{id}.txt")})()
     from stick_breaking_dgms.sweep.progress import Progress
     out = io.StringIO()
-    p = Progress([Run("a"), Run("b")], str(tmp_path), out=out, live=True)
+    p = Progress([_ProgressRun(tmp_path, "a"), _ProgressRun(tmp_path, "b")], str(tmp_path), out=out, live=True)
     p.on_event((0, {"run": "a", "event": "start", "worker": "tcp://w1", "epoch": 0}))
     (tmp_path / "a.txt").write_text("epoch 0, x\nepoch 1, y\n")
     p.refresh()
@@ -485,13 +488,9 @@ def test_progress_block_on_a_terminal(tmp_path):
 def test_progress_lines_repeat_the_log(tmp_path):
     """Off a terminal (a pipe, a batch job's output) every line of sweep.log is printed,
     epochs included, so the job's output alone shows how far each run is."""
-    class Run:
-        def __init__(self, id):
-            self.id, self.argv = id, ("--max-epoch=9",)
-            self.files = type("F", (), {"results": str(tmp_path / f"{id}.txt")})()
     from stick_breaking_dgms.sweep.progress import Progress
     out = io.StringIO()
-    p = Progress([Run("a")], str(tmp_path), out=out, live=False)
+    p = Progress([_ProgressRun(tmp_path, "a")], str(tmp_path), out=out, live=False)
     p.on_event((0, {"run": "a", "event": "start", "worker": "tcp://w1", "epoch": 0}))
     (tmp_path / "a.txt").write_text("epoch 0, x\n")
     p.refresh()
